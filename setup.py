@@ -1,0 +1,36 @@
+"""vit_jax: Vision Transformers in JAX/Flax — train, scale, fine-tune, load."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "absl-py>=1.4",
+    "numpy>=1.26",
+    "jax>=0.6,<0.12",
+    "flax>=0.10.4,<0.13",
+    "optax>=0.2.4,<0.3",
+    "orbax-checkpoint>=0.11,<0.13",
+    "ml-collections>=1.0,<2",
+    "tensorflow-cpu>=2.18,<3",  # tf.data only; the models never run in TensorFlow.
+    "tensorflow-datasets>=4.9.7,<5",
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+    "safetensors>=0.4",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "ruff>=0.6"],
+    "tpu": ["jax[tpu]"],
+    "cuda": ["jax[cuda12]"],
+}
+
+setup(
+    name="vit_jax",
+    version="0.1.0",
+    description="Vision Transformers in JAX/Flax: sharded training, scaling studies, checkpoints.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["vit_jax", "vit_jax.*", "experiments", "experiments.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up .venv (scripts/bootstrap.sh), lints, and runs the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/bootstrap.sh
+.venv/bin/ruff check vit_jax configs experiments tests
+exec .venv/bin/python -m pytest -q tests "$@"

@@ -1,0 +1,167 @@
+"""The one schema every run config is built from, and its checks.
+
+Every file in `configs/` starts from `base_config()`, a *locked* ConfigDict holding every key the
+code reads, with its type. Locking is what turns a misspelled key — in a config file or in a
+`--config.a.b=` override — into an error at start instead of a silently ignored setting (the failure
+mode of free-form config dicts). `validate()` then checks values that types cannot.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+_str = lambda: config_dict.placeholder(str)  # noqa: E731  (None, but typed)
+_int = lambda: config_dict.placeholder(int)  # noqa: E731
+_float = lambda: config_dict.placeholder(float)  # noqa: E731
+
+
+class ConfigError(ValueError):
+    """A run config is wrong; the message is one line naming the key."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key a run reads, with defaults. Config files override; nothing else is accepted."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 1000
+    c.batch_size = 256  # Global batch, over all devices and processes.
+    c.grad_accum_steps = 1  # Micro-batches per step; batch_size must divide by it.
+    c.eval_every = 500  # Steps between evaluations; 0 = only at the end.
+    c.checkpoint_every = 1000  # Steps between checkpoints; 0 = only at the end.
+    c.keep_checkpoints = 3  # Last K checkpoints kept ...
+    c.keep_checkpoints_every = 0  # ... plus every M-th step kept for good (0 = none).
+    c.log_every = 50
+    c.progress_bar = True
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "Ti/16"  # A name from vit_jax.models.names().
+    # Overrides of the registry's settings for that name; None keeps the registry's value.
+    c.model.dtype = "float32"  # Compute dtype ("bfloat16" for mixed precision).
+    c.model.param_dtype = "float32"
+    c.model.classifier = _str()  # token | gap | map
+    c.model.representation_size = _int()
+    c.model.posemb = _str()  # learn | sincos2d
+    c.model.dropout_rate = _float()
+    c.model.attention_dropout_rate = _float()
+    c.model.stochastic_depth = _float()
+    c.model.gelu = _str()  # tanh | exact
+    c.model.scan = False  # nn.scan over encoder blocks (faster compile for deep models).
+    c.model.remat_policy = "none"  # none | full | dots | dots_no_batch
+    c.model.attention_impl = _str()  # None = XLA; "cudnn" = fused flash attention on GPU.
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "tfds"  # tfds | folder
+    c.data.name = "fashion_mnist"  # TFDS name (source=tfds).
+    c.data.root = _str()  # root/{train,test}/<class>/*.jpg|png (source=folder).
+    c.data.data_dir = _str()  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
+    c.data.train_split = "train"  # Any TFDS split string, e.g. "train[:10%]" for data-size sweeps.
+    c.data.eval_split = "test"
+    c.data.image_size = 28  # Model input resolution (square).
+    c.data.augment = "pad_crop"  # inception_crop | pad_crop | resize
+    c.data.crop_padding = 2  # Pixels of padding before the random crop (pad_crop).
+    c.data.flip = True
+    c.data.shuffle_buffer = 60_000
+    c.data.cache = True  # Cache decoded images in memory (small datasets).
+    c.data.prefetch = 2  # Batches prepared ahead, on device.
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"  # adam (pre-training) | sgd (fine-tuning)
+    c.optim.lr = 1e-3
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.momentum = 0.9  # sgd only
+    c.optim.weight_decay = 0.1  # Decoupled (AdamW-style), multiplied by lr.
+    c.optim.decay_rules = ("kernel$",)  # Regexes: params that get weight decay.
+    c.optim.schedule = "cosine"  # cosine | linear | constant
+    c.optim.warmup_steps = 100
+    c.optim.grad_clip_norm = 1.0  # 0 = no clipping.
+    c.optim.freeze = ()  # Regexes of params kept fixed.
+
+    c.loss = "softmax_xent"  # softmax_xent | sigmoid_xent
+    c.label_smoothing = 0.0
+
+    c.mesh = (("data", -1), ("model", 1))  # Axis name, size; -1 takes the remaining devices.
+    c.sharding = "dp"  # dp | fsdp | tp | fsdp_tp: where params and optimizer state live.
+
+    c.init_from = ml_collections.ConfigDict()
+    c.init_from.path = _str()  # Workdir, Orbax checkpoint or .npz to fine-tune from.
+    c.init_from.model = _str()  # Model name of that checkpoint when it cannot be read from it.
+    c.init_from.keep_head = False  # False: fresh zero head for the new classes.
+
+    c.lock()
+    return c
+
+
+def parse_arg(arg: str | None, **defaults):
+    """Parses `get_config`'s argument 'k=v,k=v' into a ConfigDict of `defaults`' keys and types.
+
+    An unknown key or a value that does not convert to its default's type raises ConfigError.
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in defaults:
+            known = ", ".join(sorted(defaults))
+            raise ConfigError(f"config argument {item!r}: unknown key {key!r} (known: {known})")
+        kind = type(defaults[key])
+        try:
+            out[key] = _convert(value.strip(), kind)
+        except ValueError as e:
+            raise ConfigError(f"config argument {key}={value!r}: {e}") from None
+    return out
+
+
+def _convert(value: str, kind: type):
+    if kind is bool:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true/false")
+        return value.lower() in ("true", "1")
+    if kind in (int, float, str):
+        return kind(value)
+    raise ValueError(f"cannot set a {kind.__name__} from the command line")
+
+
+_CHOICES = {
+    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.param_dtype": ("float32", "bfloat16"),
+    "model.classifier": (None, "token", "gap", "map"),
+    "model.posemb": (None, "learn", "sincos2d"),
+    "model.gelu": (None, "tanh", "exact"),
+    "model.remat_policy": ("none", "full", "dots", "dots_no_batch"),
+    "model.attention_impl": (None, "xla", "cudnn"),
+    "data.source": ("tfds", "folder"),
+    "data.augment": ("inception_crop", "pad_crop", "resize"),
+    "optim.name": ("adam", "sgd"),
+    "optim.schedule": ("cosine", "linear", "constant"),
+    "loss": ("softmax_xent", "sigmoid_xent"),
+    "sharding": ("dp", "fsdp", "tp", "fsdp_tp"),
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks values against what the code supports; raises ConfigError with one line."""
+    for key, choices in _CHOICES.items():
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        if value not in choices:
+            raise ConfigError(f"config.{key}={value!r}: must be one of {choices}")
+    for key in ("total_steps", "batch_size", "grad_accum_steps", "data.image_size"):
+        value = config[key.split(".")[0]] if "." not in key else config.data.image_size
+        if value <= 0:
+            raise ConfigError(f"config.{key}={value}: must be positive")
+    if config.batch_size % config.grad_accum_steps:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} does not divide into "
+            f"config.grad_accum_steps={config.grad_accum_steps} micro-batches"
+        )
+    if config.data.source == "folder" and not config.data.root:
+        raise ConfigError("config.data.root: required when config.data.source='folder'")
+    from vit_jax import models  # Late import: configs are checked before models are built.
+
+    if config.model.name not in models.names():
+        raise ConfigError(
+            f"config.model.name={config.model.name!r}: unknown model (see vit_jax.models.names())"
+        )
