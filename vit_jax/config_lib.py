@@ -84,6 +84,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = (("data", -1), ("model", 1))  # Axis name, size; -1 takes the remaining devices.
     c.sharding = "dp"  # dp | fsdp | tp | fsdp_tp: where params and optimizer state live.
 
+    # Few-shot linear probe on frozen pre-logits (paper §4.1), run at every eval when dataset is set.
+    c.fewshot = ml_collections.ConfigDict()
+    c.fewshot.dataset = _str()  # TFDS name; None = off.
+    c.fewshot.train_split = "train"  # Shots are drawn from here ...
+    c.fewshot.eval_split = "test"  # ... and accuracy measured here.
+    c.fewshot.classes = ()  # Class ids to use (e.g. held out of pre-training); () = all.
+    c.fewshot.shots = (1, 5, 10, 25)
+    c.fewshot.seeds = 3
+    c.fewshot.l2_reg = 1024.0
+    c.fewshot.max_eval_examples = 10_000
+
     c.init_from = ml_collections.ConfigDict()
     c.init_from.path = _str()  # Workdir, Orbax checkpoint or .npz to fine-tune from.
     c.init_from.model = _str()  # Model name of that checkpoint when it cannot be read from it.
