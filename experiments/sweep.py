@@ -1,0 +1,249 @@
+"""Sweep definitions: a base run config plus axes of overrides, expanded into named points.
+
+A sweep file is Python with `get_sweep(arg=None) -> Sweep`. Axes are lists of override dicts
+(dotted config keys → values) built with `axis`, `points`, `product` and `zip_`, so any
+composition (a product of zips, ...) is itself an axis. Every override is applied to the *locked*
+run config at expansion time: a misspelled key or a wrongly typed value fails before anything
+runs, with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import itertools
+import math
+import pathlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from vit_jax import config_lib
+
+Axis = list[dict[str, Any]]
+
+# Keys that are not config keys: resolved into config keys at expansion.
+EPOCHS = "epochs"  # → total_steps = ceil(epochs × train examples / batch_size)
+_LABELS = {
+    "total_steps": "steps",
+    "epochs": "ep",
+    "optim.lr": "lr",
+    "seed": "s",
+    "batch_size": "bs",
+    "optim.weight_decay": "wd",
+    "data.train_split": "",
+    "data.image_size": "res",
+}
+
+
+class SweepError(ValueError):
+    """A sweep definition is wrong; the message is one line naming the point and the key."""
+
+
+@dataclasses.dataclass
+class Sweep:
+    """What a sweep file returns. `smoke_*` shrink the sweep for tests (`--smoke`)."""
+
+    base: ml_collections.ConfigDict
+    axes: Axis
+    smoke_axes: Axis | None = None  # None: the same axes as the full sweep.
+    smoke_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train_examples: int | None = None  # For `epochs`; None: asked of vit_jax.data.
+
+
+@dataclasses.dataclass
+class Point:
+    """One run of a sweep: its own config and a stable, filesystem-safe name."""
+
+    name: str
+    family: str
+    model: str
+    overrides: dict[str, Any]
+    config: ml_collections.ConfigDict
+
+
+def axis(key: str, values: Iterable[Any]) -> Axis:
+    """One key taking each of `values`."""
+    return [{key: v} for v in values]
+
+
+def points(*overrides: Mapping[str, Any]) -> Axis:
+    """Hand-listed points, each a dict of overrides (e.g. a model with its own step count)."""
+    return [dict(o) for o in overrides]
+
+
+def product(*axes: Axis) -> Axis:
+    """Every combination, the first axis varying slowest."""
+    return [_merge(combo) for combo in itertools.product(*axes)]
+
+
+def zip_(*axes: Axis) -> Axis:
+    """Axes of equal length, walked together."""
+    lengths = {len(a) for a in axes}
+    if len(lengths) > 1:
+        raise SweepError(f"zip_ of axes with different lengths {sorted(lengths)}")
+    return [_merge(combo) for combo in zip(*axes, strict=True)]
+
+
+def _merge(dicts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        clash = set(out) & set(d)
+        if clash:
+            raise SweepError(f"key {sorted(clash)[0]!r} set by two combined axes")
+        out.update(d)
+    return out
+
+
+def expand(sweep: Sweep, *, smoke: bool = False) -> list[Point]:
+    """Applies each point's overrides to a copy of the base config; checks and names it."""
+    axes = sweep.smoke_axes if smoke and sweep.smoke_axes is not None else sweep.axes
+    base = copy_config(sweep.base)
+    if smoke:
+        apply_overrides(base, sweep.smoke_overrides, where="smoke_overrides")
+    out, seen = [], {}
+    for overrides in axes or [{}]:
+        point = _make_point(base, overrides, train_examples=sweep.train_examples)
+        if point.name in seen:
+            raise SweepError(f"two points named {point.name!r}: {seen[point.name]} and {overrides}")
+        seen[point.name] = overrides
+        out.append(point)
+    return out
+
+
+def _make_point(base, overrides, *, train_examples) -> Point:
+    name = point_name(overrides)
+    config = copy_config(base)
+    plain = {k: v for k, v in overrides.items() if k != EPOCHS}
+    apply_overrides(config, plain, where=f"point {name}")
+    if EPOCHS in overrides:
+        config.total_steps = _epochs_to_steps(config, overrides[EPOCHS], train_examples)
+    try:
+        config_lib.validate(config)
+    except config_lib.ConfigError as e:
+        raise SweepError(f"point {name}: {e}") from None
+    model = config.model.name
+    name = name if "model.name" in overrides else f"{model_label(model)}_{name}".rstrip("_")
+    return Point(name=name, family=family(model), model=model, overrides=overrides, config=config)
+
+
+def apply_overrides(config, overrides: Mapping[str, Any], *, where: str = "override") -> None:
+    """Sets dotted keys on a locked ConfigDict; an unknown key or bad type is a SweepError."""
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = config
+        try:
+            for part in parents:
+                node = node[part]
+            if leaf not in node:
+                raise KeyError(leaf)
+            old = node[leaf]
+            node[leaf] = _like(old, value)
+        except (KeyError, AttributeError):
+            raise SweepError(f"{where}: unknown config key {key!r}") from None
+        except (TypeError, ValueError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SweepError(f"{where}: config key {key!r} = {value!r}: {msg}") from None
+
+
+def _like(old, value):
+    """Lists become tuples where the config holds tuples (JSON and literals round-trip)."""
+    if isinstance(old, tuple) and isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
+def copy_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A deep copy that keeps the lock and the placeholders' types (to_dict() would lose them)."""
+    return copy.deepcopy(config)
+
+
+def _epochs_to_steps(config, epochs: float, train_examples: int | None) -> int:
+    if train_examples is None:
+        from vit_jax import data  # Late: only sweeps that count in epochs need the dataset.
+
+        train_examples = _num_train_examples(data.dataset_info(config.data))
+    return max(1, math.ceil(epochs * train_examples / config.batch_size))
+
+
+def _num_train_examples(info) -> int:
+    for key in ("num_train_examples", "train_examples", "num_train"):
+        value = info.get(key) if isinstance(info, Mapping) else getattr(info, key, None)
+        if value is not None:
+            return int(value)
+    raise SweepError(f"cannot read the train-set size from vit_jax.data.dataset_info: {info!r}")
+
+
+def family(model: str) -> str:
+    """vit / resnet / hybrid, from the model registry."""
+    from vit_jax import models
+
+    return models.family(model)
+
+
+def model_label(model: str) -> str:
+    """'Ti/4' → 'ViT-Ti4'; 'R26-w32' stays; 'R14-w16+Ti/4' → 'R14-w16+Ti4'."""
+    label = sanitize(model.replace("/", ""))
+    return f"ViT-{label}" if family(model) == "vit" else label
+
+
+def point_name(overrides: Mapping[str, Any]) -> str:
+    """A readable name from the overrides, in their order: ViT-Ti4_steps2000_lr1e-3_s0."""
+    parts = []
+    for key, value in overrides.items():
+        if key == "model.name":
+            parts.insert(0, model_label(value))
+            continue
+        label = _LABELS.get(key, key.rsplit(".", 1)[-1].replace("_", ""))
+        parts.append(f"{label}{format_value(value)}")
+    return sanitize("_".join(parts))
+
+
+def format_value(value) -> str:
+    """Short, exact text for a value: 0.001 → 1e-3, 3e-4 → 3e-4, 0.5 → 0.5, True → 1."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        positional = f"{value:.6f}".rstrip("0").rstrip(".")
+        mantissa, exp = f"{value:.6e}".split("e")
+        scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+        if float(positional) != value:
+            return scientific
+        return positional if len(positional) <= len(scientific) else scientific
+    if isinstance(value, tuple | list):
+        return "-".join(format_value(v) for v in value)
+    return str(value)
+
+
+def sanitize(text: str) -> str:
+    """Filesystem-safe: % → pct, : and spaces → -, anything else odd dropped."""
+    text = text.replace("%", "pct").replace(":", "-").replace(" ", "-").replace("/", "-")
+    return re.sub(r"[^A-Za-z0-9._+=-]", "", text).strip("-.") or "point"
+
+
+def _load_module(path: str, what: str):
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise SweepError(f"{what} file {path!r} not found")
+    spec = importlib.util.spec_from_file_location(f"_{what}_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_sweep(spec: str) -> Sweep:
+    """'experiments/sweeps/x.py:arg' → get_sweep(arg), like ml_collections' config files."""
+    path, _, arg = spec.partition(":")
+    sweep = _load_module(path, "sweep").get_sweep(arg or None)
+    if not isinstance(sweep, Sweep):
+        raise SweepError(f"{path}: get_sweep must return experiments.sweep.Sweep")
+    return sweep
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """'configs/x.py:arg' → get_config(arg): a base config for a sweep from a configs/ file."""
+    path, _, arg = spec.partition(":")
+    return _load_module(path, "config").get_config(arg or None)
