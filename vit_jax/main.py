@@ -1,0 +1,70 @@
+"""`python -m vit_jax.main --config=configs/fashion_mnist.py --workdir=DIR [--config.key=value]`.
+
+The only place that reads flags: it initialises multi-host JAX where asked, loads the config and
+hands it to `train_and_evaluate`. Re-running the same command resumes the run in DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vit_jax import config_lib
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Run config: configs/FILE.py[:k=v,...].")
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.json.")
+flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    ["auto", "on", "off"],
+    "jax.distributed.initialize(): auto = on TPU VMs and when --coordinator is given.",
+)
+flags.DEFINE_string("coordinator", None, "host:port of process 0 (GPU clusters, localhost tests).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _init_distributed() -> None:
+    import jax
+
+    if FLAGS.coordinator:
+        if os.environ.get("JAX_PLATFORMS", "") == "cpu" or not _has_accelerator_env():
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            FLAGS.coordinator, num_processes=FLAGS.num_processes, process_id=FLAGS.process_id
+        )
+    elif FLAGS.distributed == "on" or (FLAGS.distributed == "auto" and _on_tpu_vm()):
+        jax.distributed.initialize()
+
+
+def _on_tpu_vm() -> bool:
+    return any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "CLOUD_TPU_TASK_ID", "TPU_NAME"))
+
+
+def _has_accelerator_env() -> bool:
+    return _on_tpu_vm() or "CUDA_VISIBLE_DEVICES" in os.environ
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    _init_distributed()
+    from vit_jax import train  # After distributed init: importing data touches devices.
+
+    logging.set_verbosity(logging.WARNING)
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (config_lib.ConfigError, ValueError, FileNotFoundError, FloatingPointError) as e:
+        if os.environ.get("VIT_JAX_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,51 @@
+"""Where a run's numbers go: DIR/metrics.jsonl (one JSON object a line) and TensorBoard events.
+
+Only process 0 writes. Each line carries `step` and `kind` ("train" or "eval"); eval lines carry
+`accuracy` as a fraction in [0, 1]. The jsonl is appended to, so a resumed run continues the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+
+
+class MetricWriter:
+    def __init__(self, workdir: str, *, tensorboard: bool = True):
+        self._active = jax.process_index() == 0
+        self._path = os.path.join(workdir, "metrics.jsonl")
+        self._tb = None
+        if self._active and tensorboard:
+            import tensorflow as tf  # Only for its event-file writer.
+
+            self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, kind: str, values: dict) -> None:
+        if not self._active:
+            return
+        values = {k: float(v) for k, v in values.items()}
+        with open(self._path, "a") as f:
+            f.write(json.dumps({"step": int(step), "kind": kind, **values}) + "\n")
+        if self._tb is not None:
+            import tensorflow as tf
+
+            with self._tb.as_default(step=int(step)):
+                for k, v in values.items():
+                    tf.summary.scalar(f"{kind}/{k}", v)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+
+
+def read(workdir: str, kind: str | None = None) -> list[dict]:
+    """The lines of DIR/metrics.jsonl, optionally only those of one kind."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [r for r in rows if kind is None or r.get("kind") == kind]

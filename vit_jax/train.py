@@ -1,0 +1,212 @@
+"""`train_and_evaluate(config, workdir)`: the one entry from a config to a trained, evaluated run.
+
+It composes the pieces — mesh and rules (sharding), model (models), optimizer (optim), state and
+steps (steps), data (data), checkpoints (checkpoint), metrics (metrics) — and owns only the loop:
+resume, step, log, evaluate, checkpoint. Re-running the same command resumes from the latest
+complete checkpoint in `workdir`, with the same data order and dropout keys as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from vit_jax import checkpoint, config_lib, data, models, optim, sharding, steps
+from vit_jax.input_feed import Feed, progress
+from vit_jax.metrics import MetricWriter
+
+_MODEL_KEYS = (
+    "dtype param_dtype classifier representation_size posemb dropout_rate attention_dropout_rate "
+    "stochastic_depth gelu scan remat_policy attention_impl"
+).split()
+
+
+def build_model(config, *, num_classes: int):
+    overrides = {k: config.model[k] for k in _MODEL_KEYS}
+    return models.create(config.model.name, num_classes=num_classes, **overrides)
+
+
+def check_shapes(config, mesh) -> None:
+    """One-line errors for a batch or image size the mesh or model cannot take."""
+    n_data = mesh.shape["data"]
+    if config.batch_size % (n_data * config.grad_accum_steps):
+        raise config_lib.ConfigError(
+            f"config.batch_size={config.batch_size} is not divisible by the mesh's data axis "
+            f"({n_data} devices) × config.grad_accum_steps={config.grad_accum_steps}"
+        )
+    if config.batch_size % jax.process_count():
+        raise config_lib.ConfigError(
+            f"config.batch_size={config.batch_size} is not divisible by {jax.process_count()} processes"
+        )
+    spec = models.spec(config.model.name)
+    stride = spec.get("total_stride") or (spec.get("patch_size") or 1)
+    if config.data.image_size % stride:
+        raise config_lib.ConfigError(
+            f"config.data.image_size={config.data.image_size} is not divisible by the patch/stride "
+            f"{stride} of model {config.model.name}"
+        )
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains and evaluates per `config`; returns the final summary (also the last metrics line)."""
+    config_lib.validate(config)
+    os.makedirs(workdir, exist_ok=True)
+    info = data.dataset_info(config.data)
+    mesh = sharding.make_mesh(config.mesh)
+    check_shapes(config, mesh)
+    rules = sharding.rules_for(config.sharding, mesh)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    model = build_model(config, num_classes=info.num_classes)
+    size = config.data.image_size
+    with jax.set_mesh(mesh):
+        return _run(config, workdir, model, info, mesh, rules, (1, size, size, info.channels))
+
+
+def _run(config, workdir, model, info, mesh, rules, input_shape):
+    tx_fn = lambda p: optim.make(config.optim, total_steps=config.total_steps, params=p)  # noqa: E731
+    placed = steps.place_state(model, tx_fn, input_shape=input_shape, mesh=mesh, rules=rules)
+    tx = tx_fn(placed.abstract.params)
+    ckpt = checkpoint.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep=config.keep_checkpoints,
+        keep_every=config.keep_checkpoints_every,
+    )
+    state = _initial_state(config, placed, ckpt)
+    start = int(state.step)
+    train_step = steps.make_train_step(
+        model, tx, config=config, mesh=mesh, state_shardings=placed.shardings
+    )
+    eval_step = steps.make_eval_step(
+        model, mesh=mesh, param_shardings=placed.shardings.params, loss_kind=config.loss
+    )
+    writer = MetricWriter(workdir)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(placed.abstract.params))
+    logging.info("Model %s: %s params; starting at step %d", config.model.name, n_params, start)
+    rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+    t0 = time.time()
+    summary = {"step": start, "params": n_params}
+    if start < config.total_steps:
+        state = _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt)
+    summary.update(evaluate(config, eval_step, state.params, mesh))
+    writer.write(config.total_steps, "eval", summary | {"final": 1})
+    if ckpt.latest_step() != config.total_steps:
+        _save(ckpt, config.total_steps, state, None)
+    ckpt.close()
+    writer.close()
+    summary.update(
+        step=config.total_steps,
+        images_seen=config.total_steps * config.batch_size,
+        wall_s=time.time() - t0,
+    )
+    _print_summary(config, summary)
+    return summary
+
+
+def _initial_state(config, placed, ckpt):
+    if ckpt.latest_step() is not None:
+        return ckpt.restore(placed.abstract)
+    if config.init_from.path:
+        raise config_lib.ConfigError(
+            "config.init_from.path: fine-tuning from a checkpoint is not available in this version"
+        )
+    return placed.init(jax.random.key(config.seed))
+
+
+def _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt):
+    feed = Feed(
+        data.train_iterator(
+            config.data,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            start_step=start,
+        ),
+        mesh=mesh,
+        size=config.data.prefetch,
+    )
+    bar = progress(config, start)
+    last_t, last_step, metrics = time.time(), start, None
+    try:
+        for step in range(start + 1, config.total_steps + 1):
+            state, metrics = train_step(state, feed.next(), rng)
+            if step % config.log_every == 0 or step == config.total_steps:
+                values = _check_finite(jax.device_get(metrics), step, ckpt)
+                now = time.time()
+                rate = (step - last_step) * config.batch_size / max(now - last_t, 1e-9)
+                values |= {"img_per_sec": rate, "input_img_per_sec": feed.rate(), "lr": _lr(config, step)}
+                writer.write(step, "train", values)
+                bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}")
+                last_t, last_step = now, step
+            bar.update(1)
+            if step < config.total_steps and config.eval_every and step % config.eval_every == 0:
+                results = evaluate(config, eval_step, state.params, mesh)
+                writer.write(step, "eval", results)
+                bar.write(f"step {step}: eval accuracy {results['accuracy']:.4f}")
+            if step < config.total_steps and config.checkpoint_every and step % config.checkpoint_every == 0:
+                _save(ckpt, step, state, metrics)
+    finally:
+        bar.close()
+        feed.close()
+    _check_finite(jax.device_get(metrics), config.total_steps, ckpt)
+    return state
+
+
+def _lr(config, step):
+    return float(optim.schedule(config.optim, total_steps=config.total_steps)(step))
+
+
+def _check_finite(values, step, ckpt) -> dict:
+    values = {k: float(v) for k, v in values.items()}
+    if not all(np.isfinite(v) for v in values.values()):
+        ckpt.wait()
+        raise FloatingPointError(
+            f"non-finite training metrics at step {step} ({values}); stopped without saving — "
+            f"the last good checkpoint (step {ckpt.latest_step()}) is intact"
+        )
+    return values
+
+
+def _save(ckpt, step, state, metrics):
+    """Saves unless the state went non-finite since the last check (never overwrite good state)."""
+    if metrics is not None:
+        _check_finite(jax.device_get(metrics), step, ckpt)
+    ckpt.save(step, state)
+
+
+def evaluate(config, eval_step, params, mesh) -> dict:
+    """Top-1 accuracy and mean loss over the whole eval split (every example exactly once)."""
+    totals = None
+    for batch in data.eval_iterator(
+        config.data,
+        global_batch_size=config.batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    ):
+        out = eval_step(params, sharding.to_global(batch, mesh))
+        totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = jax.device_get(totals)
+    count = max(float(totals["count"]), 1.0)
+    return {
+        "accuracy": float(totals["correct"]) / count,
+        "loss": float(totals["loss"]) / count,
+        "eval_examples": float(totals["count"]),
+    }
+
+
+def _print_summary(config, summary) -> None:
+    if jax.process_index() == 0:
+        print(
+            f"Done: {config.model.name} on {config.data.name}, step {summary['step']}, "
+            f"accuracy {summary['accuracy']:.4f}, loss {summary['loss']:.4f}, "
+            f"{summary['images_seen']} images, {summary['wall_s']:.0f}s"
+        )
+        logging.info("summary %s", json.dumps(summary))
