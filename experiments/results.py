@@ -1,0 +1,179 @@
+"""Compute accounting and the results table of a sweep.
+
+The compute axis is the ViT paper's (Table 6): training FLOPs = 6 × forward MACs per image ×
+images seen — a forward and a backward pass (≈ 2 forwards) make 3 forward-equivalents, and each
+MAC is 2 FLOPs. It counts what an ideal implementation must do, not what a given machine did, so
+points run on different hardware, or resumed, stay comparable; `core_hours` measures the latter.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import pathlib
+from typing import Any
+
+FLOPS_PER_MAC_TRAINING = 6  # 3 passes (forward + backward ≈ 2 forwards) × 2 FLOPs per MAC.
+EXA = 1e18
+
+# Columns every row has, in the order of results.csv; few-shot and extra keys follow.
+COLUMNS = (
+    "name",
+    "family",
+    "model",
+    "status",
+    "params",
+    "macs_per_image",
+    "images_seen",
+    "train_flops",
+    "train_exaflops",
+    "accuracy",
+    "wall_s",
+    "cores",
+    "core_hours",
+    "total_steps",
+    "batch_size",
+    "train_split",
+    "lr",
+    "seed",
+)
+
+
+def train_flops(*, macs_per_image: float, images_seen: float) -> float:
+    """Training FLOPs by the paper's convention: 6 × forward MACs/image × images seen."""
+    return FLOPS_PER_MAC_TRAINING * float(macs_per_image) * float(images_seen)
+
+
+@functools.cache
+def _dataset_shape(data_items: tuple) -> tuple[int, int]:
+    """(num_classes, channels) of a dataset, from the data pipeline (cached: sweeps repeat it)."""
+    import ml_collections
+
+    from vit_jax import data
+
+    info = data.dataset_info(ml_collections.ConfigDict(dict(data_items)))
+    return int(info.num_classes), int(info.channels)
+
+
+def dataset_shape(data_config) -> tuple[int, int]:
+    items = tuple(sorted((k, _hashable(v)) for k, v in data_config.to_dict().items()))
+    return _dataset_shape(items)
+
+
+def _hashable(v):
+    return tuple(_hashable(x) for x in v) if isinstance(v, list | tuple) else v
+
+
+def model_macs(config) -> int:
+    """Forward MACs per image of the point's model at its resolution, classes and channels."""
+    from vit_jax import flops
+
+    num_classes, channels = dataset_shape(config.data)
+    overrides = {
+        k: config.model[k]
+        for k in ("classifier", "representation_size")
+        if config.model[k] is not None
+    }
+    return int(
+        flops.macs(
+            config.model.name,
+            image_size=config.data.image_size,
+            num_classes=num_classes,
+            channels=channels,
+            **overrides,
+        )
+    )
+
+
+def model_params(config) -> int:
+    """Parameter count from abstract shapes (jax.eval_shape: no memory, no compute)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from vit_jax import models
+
+    num_classes, channels = dataset_shape(config.data)
+    module = models.create(config.model.name, num_classes=num_classes)
+    size = config.data.image_size
+    images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
+    shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), images)
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes.get("params", shapes))))
+
+
+def read_metrics(workdir) -> list[dict]:
+    """The engine's DIR/metrics.jsonl lines (empty if it has none yet)."""
+    path = pathlib.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def final_eval(metrics: list[dict]) -> dict[str, Any]:
+    """The last eval line's accuracy (and params), plus the latest value of each few-shot key."""
+    evals = [m for m in metrics if m.get("kind", "eval") == "eval" and "accuracy" in m]
+    if not evals:
+        return {}
+    last = evals[-1]
+    out = {"accuracy": float(last["accuracy"]), "final_step": int(last.get("step", 0))}
+    if "params" in last:
+        out["params"] = int(last["params"])
+    for m in evals:
+        out.update({k: float(v) for k, v in m.items() if k.startswith("fewshot_")})
+    return out
+
+
+def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") -> dict:
+    """One results row for a point from its config and its run directory's metrics."""
+    c = point.config
+    images_seen = c.total_steps * c.batch_size
+    evals = final_eval(read_metrics(workdir))
+    macs = model_macs(c)
+    flops = train_flops(macs_per_image=macs, images_seen=images_seen)
+    row = {
+        "name": point.name,
+        "family": point.family,
+        "model": point.model,
+        "status": status,
+        "params": evals.pop("params", None) or model_params(c),
+        "macs_per_image": macs,
+        "images_seen": images_seen,
+        "train_flops": flops,
+        "train_exaflops": flops / EXA,
+        "accuracy": evals.pop("accuracy", None),
+        "wall_s": round(float(wall_s), 2),
+        "cores": cores,
+        "core_hours": float(wall_s) * cores / 3600.0,
+        "total_steps": c.total_steps,
+        "batch_size": c.batch_size,
+        "train_split": c.data.train_split,
+        "lr": c.optim.lr,
+        "seed": c.seed,
+    }
+    if status == "ok" and row["accuracy"] is None:
+        row["status"] = "failed"
+        row["error"] = "no eval line with accuracy in metrics.jsonl"
+    return row | evals
+
+
+def write_tables(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
+    """DIR/results.jsonl and DIR/results.csv, rewritten whole (atomic renames), a line a point."""
+    out_dir = pathlib.Path(out_dir)
+    jsonl, table = out_dir / "results.jsonl", out_dir / "results.csv"
+    _atomic_write(jsonl, "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows))
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS))
+    tmp = table.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS) + extra)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(table)
+    return jsonl, table
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
