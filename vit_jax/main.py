@@ -50,6 +50,22 @@ def _has_accelerator_env() -> bool:
     return _on_tpu_vm() or "CUDA_VISIBLE_DEVICES" in os.environ
 
 
+def parse_flags(argv):
+    """absl flag parsing, with any config error (bad key, type, file or argument) as one line."""
+    try:
+        argv = FLAGS(argv)
+        FLAGS.config.keys()  # config_flags loads the file lazily; fail here, not mid-run.
+        return argv
+    except (flags.Error, OSError, KeyError, AttributeError, TypeError, ValueError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+        # Errors raised inside a config file arrive wrapped in a traceback: keep its last line.
+        traceback = any(line.startswith("Traceback") for line in lines)
+        text = lines[-1] if traceback or "Errno" in lines[-1] else " ".join(lines)
+        print(f"error: bad config or flag: {text}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -67,4 +83,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

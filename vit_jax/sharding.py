@@ -38,6 +38,8 @@ def make_mesh(axes: Sequence[Sequence], devices=None) -> Mesh:
     if sizes.count(-1) > 1:
         raise ValueError(f"config.mesh={tuple(axes)}: at most one axis may have size -1")
     known = int(np.prod([s for s in sizes if s != -1]))
+    if -1 not in sizes and known < len(devices) and jax.process_count() == 1:
+        devices = devices[:known]  # A smaller mesh on one host: use the first devices.
     if known <= 0 or len(devices) % known:
         raise ValueError(f"config.mesh={tuple(axes)} does not divide {len(devices)} devices")
     sizes = [len(devices) // known if s == -1 else s for s in sizes]

@@ -29,6 +29,8 @@ _MODEL_KEYS = (
 
 def build_model(config, *, num_classes: int):
     overrides = {k: config.model[k] for k in _MODEL_KEYS}
+    if overrides["representation_size"] == -1:  # -1: a pre_logits layer as wide as the model.
+        overrides["representation_size"] = models.spec(config.model.name).hidden_size
     return models.create(config.model.name, num_classes=num_classes, **overrides)
 
 
