@@ -65,23 +65,28 @@ def _hashable(v):
     return tuple(_hashable(x) for x in v) if isinstance(v, list | tuple) else v
 
 
+def _shape_overrides(config) -> dict:
+    """The model settings that change its MACs and parameters, resolved as the engine does."""
+    out = {k: config.model[k] for k in ("classifier", "representation_size")}
+    if out["representation_size"] == -1:  # -1: a pre_logits layer as wide as the model.
+        from vit_jax import models
+
+        out["representation_size"] = models.spec(config.model.name).hidden_size
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def model_macs(config) -> int:
     """Forward MACs per image of the point's model at its resolution, classes and channels."""
     from vit_jax import flops
 
     num_classes, channels = dataset_shape(config.data)
-    overrides = {
-        k: config.model[k]
-        for k in ("classifier", "representation_size")
-        if config.model[k] is not None
-    }
     return int(
         flops.macs(
             config.model.name,
             image_size=config.data.image_size,
             num_classes=num_classes,
             channels=channels,
-            **overrides,
+            **_shape_overrides(config),
         )
     )
 
@@ -95,7 +100,7 @@ def model_params(config) -> int:
     from vit_jax import models
 
     num_classes, channels = dataset_shape(config.data)
-    module = models.create(config.model.name, num_classes=num_classes)
+    module = models.create(config.model.name, num_classes=num_classes, **_shape_overrides(config))
     size = config.data.image_size
     images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
     shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), images)

@@ -115,17 +115,18 @@ def expand(sweep: Sweep, *, smoke: bool = False) -> list[Point]:
 
 
 def _make_point(base, overrides, *, train_examples) -> Point:
-    name = point_name(overrides)
+    where = "point " + ", ".join(f"{k}={v!r}" for k, v in overrides.items())
     config = copy_config(base)
     plain = {k: v for k, v in overrides.items() if k != EPOCHS}
-    apply_overrides(config, plain, where=f"point {name}")
+    apply_overrides(config, plain, where=where)
     if EPOCHS in overrides:
         config.total_steps = _epochs_to_steps(config, overrides[EPOCHS], train_examples)
     try:
         config_lib.validate(config)
     except config_lib.ConfigError as e:
-        raise SweepError(f"point {name}: {e}") from None
+        raise SweepError(f"{where}: {e}") from None
     model = config.model.name
+    name = point_name(overrides)
     name = name if "model.name" in overrides else f"{model_label(model)}_{name}".rstrip("_")
     return Point(name=name, family=family(model), model=model, overrides=overrides, config=config)
 

@@ -1,0 +1,1 @@
+"""Sweep definitions: files with get_sweep(arg) -> experiments.sweep.Sweep."""

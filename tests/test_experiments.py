@@ -1,0 +1,372 @@
+"""Scaling experiments: sweep expansion, compute accounting, frontier and law fit, plots, the
+runner's resume and failure handling, the TPU VM command sequence, and the default study's smoke
+run through the real engine."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import analysis, backends, results, run, sweep
+from vit_jax import config_lib, flops
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+JFT_IMAGES, JFT_CLASSES = 303e6, 18291
+
+
+def _sweep(axes, **kw):
+    base = config_lib.base_config()
+    base.total_steps = 2
+    return sweep.Sweep(base=base, axes=axes, **kw)
+
+
+# ------------------------------------------------------------------------------ definitions
+
+
+def test_product_of_zips_names_and_families():
+    axes = sweep.product(
+        sweep.zip_(
+            sweep.axis("model.name", ["Ti/4", "R14-w16", "R11-w8+mu/4"]),
+            sweep.axis("total_steps", [2000, 1000, 500]),
+        ),
+        sweep.axis("optim.lr", [1e-3, 3e-4]),
+        sweep.axis("seed", [0]),
+    )
+    pts = sweep.expand(_sweep(axes))
+    assert [p.name for p in pts] == [
+        "ViT-Ti4_steps2000_lr1e-3_s0",
+        "ViT-Ti4_steps2000_lr3e-4_s0",
+        "R14-w16_steps1000_lr1e-3_s0",
+        "R14-w16_steps1000_lr3e-4_s0",
+        "R11-w8+mu4_steps500_lr1e-3_s0",
+        "R11-w8+mu4_steps500_lr3e-4_s0",
+    ]
+    assert [p.family for p in pts[::2]] == ["vit", "resnet", "hybrid"]
+    assert pts[3].config.optim.lr == 3e-4 and pts[3].config.total_steps == 1000
+    assert pts[0].config.model.name == "Ti/4"
+
+
+def test_names_are_filesystem_safe_and_model_prefixed():
+    pts = sweep.expand(_sweep(sweep.axis("data.train_split", ["train[:10%]", "train[10%:20%]"])))
+    assert [p.name for p in pts] == ["ViT-Ti16_train-10pct", "ViT-Ti16_train10pct-20pct"]
+    assert pts[0].config.data.train_split == "train[:10%]"
+    assert sweep.sanitize("a b/c:d%?*") == "a-b-c-dpct"
+
+
+@pytest.mark.parametrize(
+    "axes,match",
+    [
+        (sweep.axis("optim.lrr", [1.0]), "unknown config key 'optim.lrr'"),
+        (sweep.axis("nope", [1]), "unknown config key 'nope'"),
+        (sweep.axis("total_steps", ["many"]), "config key 'total_steps'"),
+        (sweep.axis("model.name", ["Q/99"]), "config.model.name='Q/99'"),
+    ],
+)
+def test_bad_override_fails_at_expansion_with_one_line(axes, match):
+    with pytest.raises(sweep.SweepError, match=match) as err:
+        sweep.expand(_sweep(axes))
+    assert "\n" not in str(err.value)
+
+
+def test_zip_needs_equal_lengths_and_product_rejects_clashes():
+    with pytest.raises(sweep.SweepError, match="different lengths"):
+        sweep.zip_(sweep.axis("seed", [0, 1]), sweep.axis("optim.lr", [1.0]))
+    with pytest.raises(sweep.SweepError, match="'seed' set by two"):
+        sweep.product(sweep.axis("seed", [0]), sweep.axis("seed", [1]))
+    with pytest.raises(sweep.SweepError, match="two points named"):
+        sweep.expand(_sweep(sweep.axis("seed", [0, 0])))
+
+
+def test_smoke_variant_and_epochs():
+    s = _sweep(
+        sweep.axis("seed", [0, 1, 2]),
+        smoke_axes=sweep.axis("epochs", [0.5]),
+        smoke_overrides={"batch_size": 100},
+        train_examples=1000,
+    )
+    assert len(sweep.expand(s)) == 3
+    (p,) = sweep.expand(s, smoke=True)
+    assert (p.name, p.config.total_steps, p.config.batch_size) == ("ViT-Ti16_ep0.5", 5, 100)
+
+
+def test_point_config_file_round_trips(tmp_path):
+    (p,) = sweep.expand(_sweep(sweep.points({"model.name": "S/4", "optim.decay_rules": ["x$"]})))
+    run.write_point_config(p, tmp_path / "config.py")
+    spec = importlib.util.spec_from_file_location("point_config", tmp_path / "config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.get_config().to_dict() == p.config.to_dict()
+    assert module.get_config().optim.decay_rules == ("x$",)
+
+
+def test_sweep_files_load_and_expand():
+    for name in ("fmnist_scaling", "fmnist_scaling_full"):
+        s = sweep.load_sweep(f"experiments/sweeps/{name}.py")
+        pts = sweep.expand(s)
+        families = {p.family for p in pts}
+        assert families == {"vit", "resnet", "hybrid"}, name
+        for fam in families:
+            assert len({p.model for p in pts if p.family == fam}) >= 4, (name, fam)
+    assert len(sweep.expand(sweep.load_sweep("experiments/sweeps/fmnist_scaling.py"), smoke=True))
+
+
+# -------------------------------------------------------------------------- compute accounting
+
+
+@pytest.mark.parametrize("model,exaflops", [("B/16", 224), ("L/16", 783)])
+def test_compute_reproduces_paper_table6(model, exaflops):
+    macs = flops.macs(model, image_size=224, num_classes=JFT_CLASSES)
+    got = results.train_flops(macs_per_image=macs, images_seen=7 * JFT_IMAGES) / results.EXA
+    assert abs(got / exaflops - 1) < 0.02, (model, got)
+
+
+def test_paper_table_loads_with_its_source():
+    rows = analysis.load_paper_rows()
+    assert len(rows) == 18 and {r["family"] for r in rows} == {"vit", "resnet", "hybrid"}
+    b16 = next(r for r in rows if r["model"] == "ViT-B/16")
+    assert (b16["train_exaflops"], b16["accuracy"]) == (224.0, 0.8415)
+    assert "2010.11929" in analysis.PAPER_TABLE.read_text()
+
+
+# --------------------------------------------------------------------------- frontier and fit
+
+
+def test_pareto_frontier_on_a_hand_made_set():
+    compute = [1, 2, 2, 4, 8, 8, 16, 3]
+    error = [0.5, 0.4, 0.45, 0.42, 0.3, 0.3, 0.35, 0.39]
+    assert list(analysis.pareto_frontier(compute, error)) == [0, 1, 7, 4]
+
+
+def test_law_fit_recovers_known_constants():
+    c = np.geomspace(1e-6, 1e-1, 16)  # exaFLOPs-like tiny units: the fit must rescale.
+    a, b, irreducible, d = 0.02, 0.45, 0.06, 2e-6
+    e = analysis.saturating_power_law(c, a, b, irreducible, d)
+    fit = analysis.fit_power_law(c, e)
+    assert fit["b"] == pytest.approx(b, rel=0.02)
+    assert fit["c"] == pytest.approx(irreducible, rel=0.02)
+    assert fit["d"] == pytest.approx(d, rel=0.05)
+    assert fit["a"] == pytest.approx(a, rel=0.05)
+    noisy = e * np.exp(np.random.default_rng(0).normal(0, 0.01, len(e)))
+    pred = analysis.saturating_power_law(c, fit["a"], fit["b"], fit["c"], fit["d"])
+    refit = analysis.fit_power_law(c, noisy)
+    assert refit["rmse_log"] < 0.02 and np.allclose(pred, e, rtol=1e-3)
+
+
+def _rows():
+    rng = np.random.default_rng(0)
+    rows = []
+    for fam, shift in (("vit", 1.0), ("resnet", 0.8), ("hybrid", 0.9)):
+        for size in range(4):
+            for steps in (1, 2):
+                c = 10.0 ** (size + np.log10(steps))
+                rows.append(
+                    {
+                        "name": f"{fam}{size}_{steps}",
+                        "family": fam,
+                        "model": f"{fam}{size}",
+                        "params": 1000 * 4**size,
+                        "images_seen": 64 * steps,
+                        "train_exaflops": c * 1e-9,
+                        "accuracy": 1 - (0.05 + shift * 0.3 * c**-0.3) * rng.uniform(0.95, 1.05),
+                        "fewshot_5shot": 0.5,
+                    }
+                )
+    return rows
+
+
+def test_analysis_writes_plots_and_summary(tmp_path):
+    out = analysis.analyze(
+        _rows() + [{"name": "x", "status": "failed", "accuracy": None}], tmp_path
+    )
+    for name in ("compute.png", "params.png", "images_seen.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| name | family |" in summary and "fewshot_5shot" in summary
+    assert out["fit"] is not None and "b = " in summary
+    assert out["frontier"][0] == "resnet0_1"
+
+
+def test_paper_mode_draws_table6(tmp_path, capsys):
+    assert analysis.main(["--paper", f"--out={tmp_path}"]) == 0
+    assert (tmp_path / "imagenet" / "compute.png").stat().st_size > 10_000
+    assert "ViT-H/14 (14 ep)" in (tmp_path / "average5" / "summary.md").read_text()
+    assert "Frontier fit" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------- runner and resume
+
+FAKE_ENGINE = r"""#!/usr/bin/env bash
+# Stands in for `python -m vit_jax.main`: records the call, writes an eval line, fails on demand.
+echo "$@" >> "$FAKE_LOG"
+for a in "$@"; do case "$a" in --workdir=*) wd="${a#--workdir=}";; esac; done
+case "$wd" in *steps3*) echo "error: boom" >&2; exit 1;; esac
+echo '{"step": 2, "kind": "eval", "accuracy": 0.75, "fewshot_10shot": 0.5}' >> "$wd/metrics.jsonl"
+"""
+
+
+def _script(path, text):
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.fixture
+def fake_shapes(monkeypatch):
+    """Fashion-MNIST's shape without reading the dataset: these tests are about the runner."""
+    monkeypatch.setattr(results, "dataset_shape", lambda data_config: (10, 1))
+
+
+def _points():
+    axes = sweep.product(
+        sweep.axis("model.name", ["mu/7", "R11-w8"]), sweep.axis("total_steps", [2, 3])
+    )
+    return sweep.expand(_sweep(axes))
+
+
+def test_runner_resumes_and_records_failures(tmp_path, monkeypatch, fake_shapes):
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    engine = _script(tmp_path / "fake_python", FAKE_ENGINE)
+    workdir, lines = tmp_path / "sweep", []
+    backend = backends.LocalBackend(parallel=2, python=str(engine))
+    rows = run.Runner(_points(), workdir, backend, out=lines.append).run()
+    assert len(log.read_text().splitlines()) == 4
+    by_name = {r["name"]: r for r in rows}
+    ok = by_name["ViT-mu7_steps2"]
+    assert ok["status"] == "ok" and ok["accuracy"] == 0.75 and ok["fewshot_10shot"] == 0.5
+    assert ok["train_flops"] == 6 * ok["macs_per_image"] * ok["images_seen"]
+    assert ok["images_seen"] == 2 * 256 and ok["params"] > 0 and ok["cores"] == 1
+    assert by_name["R11-w8_steps3"]["status"] == "failed"
+    assert "boom" in by_name["R11-w8_steps3"]["error"]
+    assert any("ETA" in line and "[4/4]" in line for line in lines)
+    assert len((workdir / "results.jsonl").read_text().splitlines()) == 4
+    assert (workdir / "results.csv").read_text().startswith("name,family,model,status")
+
+    # Second run: finished points are skipped, failed ones retried in their own directory.
+    run.Runner(_points(), workdir, backend, out=lines.append).run()
+    calls = log.read_text().splitlines()
+    assert len(calls) == 6 and all("steps3" in c for c in calls[4:])
+    (workdir / "ViT-mu7_steps2" / "result.json").unlink()  # An interrupted point: re-run.
+    run.Runner(_points(), workdir, backend, out=lines.append).run(only="mu7")
+    assert len(log.read_text().splitlines()) == 8
+    assert f"--workdir={workdir / 'ViT-mu7_steps2'}" in log.read_text()
+
+
+def test_dry_run_prints_points_without_running(tmp_path, fake_shapes):
+    lines = []
+    backend = backends.LocalBackend(python="/nonexistent/python")
+    assert run.Runner(_points(), tmp_path, backend, out=lines.append).run(dry_run=True) == []
+    text = "\n".join(lines)
+    assert "4 point(s) to run" in text and "R11-w8_steps3" in text and "vit_jax.main" in text
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+# ------------------------------------------------------------------------------------- TPU VM
+
+FAKE_GCLOUD = r"""#!/usr/bin/env bash
+echo "gcloud $*" >> "$FAKE_LOG"
+case "$*" in
+  *"tpu-vm describe"*) [ -n "$FAKE_TPU_EXISTS" ] && echo READY && exit 0; exit 1;;
+  *"queued-resources describe"*) echo ACTIVE;;
+  *"tpu-vm ssh"*vit_jax.main*)
+    wd=$(echo "$*" | grep -o -- '--workdir=[^ ]*' | cut -d= -f2)
+    mkdir -p "$wd" && echo '{"step": 2, "kind": "eval", "accuracy": 0.5}' >> "$wd/metrics.jsonl";;
+esac
+"""
+FAKE_GSUTIL = """#!/usr/bin/env bash
+echo "gsutil $*" >> "$FAKE_LOG"
+[ "$1" = cp ] && cp "$2" "$3"
+"""
+
+
+def _tpu_args(tmp_path, *extra):
+    return run.parse_args(
+        ["--sweep=x", f"--workdir={tmp_path / 'sweep'}", "--backend=tpu_vm", "--tpu-vm-name=vm1",
+         "--zone=us-central2-b", "--accelerator-type=v4-16", "--version=tpu-ubuntu2204-base",
+         "--project=proj", f"--remote-workdir={tmp_path / 'bucket'}", *extra]
+    )  # fmt: skip
+
+
+@pytest.fixture
+def fake_gcloud(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _script(bin_dir / "gcloud", FAKE_GCLOUD)
+    _script(bin_dir / "gsutil", FAKE_GSUTIL)
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_tpu_vm_dry_run_prints_the_gcloud_sequence(tmp_path, fake_gcloud, fake_shapes):
+    args = _tpu_args(tmp_path, "--queued")
+    lines = []
+    backend = run.make_backend(args, pathlib.Path(args.workdir), out=lines.append)
+    run.Runner(_points()[:1], pathlib.Path(args.workdir), backend, out=lines.append).run(
+        dry_run=True
+    )
+    text = "\n".join(lines)
+    assert "gcloud compute tpus queued-resources create vm1-qr --node-id=vm1" in text
+    assert "--accelerator-type=v4-16 --runtime-version=tpu-ubuntu2204-base" in text
+    assert "tpu-vm ssh vm1 --zone=us-central2-b --project=proj --worker=all" in text
+    assert 'pip install -q -e ".[tpu]"' in text and "queued-resources delete vm1-qr" in text
+    assert not fake_gcloud.exists()  # Nothing was called.
+
+
+def test_tpu_vm_run_issues_commands_and_collects_results(tmp_path, fake_gcloud, fake_shapes):
+    args = _tpu_args(tmp_path)
+    workdir = pathlib.Path(args.workdir)
+    backend = run.make_backend(args, workdir, out=lambda *a: None)
+    rows = run.Runner(_points()[:2], workdir, backend, out=lambda *a: None).run()
+    calls = fake_gcloud.read_text().splitlines()
+    kinds = [" ".join(c.split()[1:5]) for c in calls]
+    assert kinds[:2] == ["compute tpus tpu-vm describe", "compute tpus tpu-vm create"]
+    assert "--accelerator-type=v4-16 --version=tpu-ubuntu2204-base" in calls[1]
+    assert sum("tpu-vm scp" in c for c in calls) == 3  # The code once, a config per point.
+    runs = [c for c in calls if "vit_jax.main" in c]
+    assert len(runs) == 2 and all("--worker=all" in c for c in runs)
+    assert f"--workdir={tmp_path / 'bucket' / 'ViT-mu7_steps2'}" in runs[0]
+    assert sum(c.startswith("gsutil cp") for c in calls) == 2
+    assert calls[-1].startswith("gcloud compute tpus tpu-vm delete vm1")
+    assert [r["accuracy"] for r in rows] == [0.5, 0.5] and rows[0]["cores"] == 16
+
+    # An existing VM is reused and left alone.
+    fake_gcloud.unlink()
+    os.environ["FAKE_TPU_EXISTS"] = "1"
+    try:
+        run.Runner(_points()[2:3], workdir, backend, out=lambda *a: None).run()
+    finally:
+        del os.environ["FAKE_TPU_EXISTS"]
+    calls = fake_gcloud.read_text().splitlines()
+    assert not any("create" in c or "delete" in c for c in calls)
+
+
+# ------------------------------------------------------------------ the default study, for real
+
+
+def test_default_study_smoke_run_end_to_end(tmp_path):
+    workdir = tmp_path / "fmnist"
+    cmd = [sys.executable, "-m", "experiments.run", "--sweep=experiments/sweeps/fmnist_scaling.py",
+           f"--workdir={workdir}", "--smoke"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {r["family"] for r in rows} == {"vit", "resnet", "hybrid"}
+    required = {"name", "family", "model", "params", "macs_per_image", "images_seen",
+                "train_flops", "train_exaflops", "core_hours", "accuracy", "wall_s"}  # fmt: skip
+    for r in rows:
+        assert required <= set(r) and r["status"] == "ok", r
+        assert 0.1 < r["accuracy"] <= 1.0
+    assert (workdir / "compute.png").stat().st_size > 10_000
+    assert (workdir / "summary.md").exists() and (workdir / "results.csv").exists()
+    # Resume: everything is finished, nothing runs again.
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.count("skip ") == 6
