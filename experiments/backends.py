@@ -5,8 +5,8 @@ Every point runs as its own `python -m vit_jax.main --config=DIR/<name>/config.p
 lose that point) and makes resume free: re-running the same command in the same workdir continues
 from the engine's last checkpoint.
 
-A backend's `run(jobs, on_done)` calls `on_done(job, returncode, wall_s, cores)` per point, in the
-order points finish; the runner turns that into results rows.
+A backend's `run(jobs, on_done, on_start)` calls `on_start(job)` as a point starts and
+`on_done(job, returncode, wall_s, cores)` as it finishes; the runner turns that into results rows.
 """
 
 from __future__ import annotations
@@ -82,12 +82,13 @@ class LocalBackend:
         cmd = engine_command(str(job.config_path), str(job.dir), python=self.python)
         return [shlex.join(cmd) + f"  >> {job.log_path}"]
 
-    def run(self, jobs: list[Job], on_done: OnDone) -> None:
+    def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None) -> None:
         queue, running = list(jobs), {}  # slot → (job, Popen, t0)
         try:
             while queue or running:
                 for slot in range(len(self.groups)):
                     if slot not in running and queue:
+                        on_start(queue[0])
                         running[slot] = self._start(queue.pop(0), slot)
                 for slot, (job, proc, t0) in list(running.items()):
                     if proc.poll() is not None:
@@ -243,7 +244,7 @@ class TpuVmBackend:
         lines += [shlex.join(c) for c in self.delete_cmds()] if not self.o.keep_vm else []
         return lines
 
-    def run(self, jobs: list[Job], on_done: OnDone) -> None:
+    def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None) -> None:
         created = self._acquire()
         try:
             if self.o.code == "copy":
@@ -251,6 +252,7 @@ class TpuVmBackend:
             for cmd in self.setup_cmds():
                 self._call(cmd, check=True)
             for job in jobs:
+                on_start(job)
                 cmds = self.point_cmds(job)
                 t0 = time.time()
                 rc = self._call(cmds["config"]) or self._call(cmds["run"])

@@ -63,10 +63,11 @@ class Progress:
 
     def __init__(self, compute: dict[str, float], *, out=print):
         self.compute, self.total, self.out = compute, len(compute), out
-        self.t0, self.done = time.time(), {}  # name → wall_s
+        self.t0, self.done, self.started = time.time(), {}, 0  # done: name → wall_s
 
     def start(self, name: str) -> None:
-        self.out(f"[{len(self.done) + 1}/{self.total}] {name}: started")
+        self.started += 1
+        self.out(f"[{self.started}/{self.total}] {name}: started")
 
     def finish(self, name: str, wall_s: float, status: str) -> None:
         self.done[name] = wall_s
@@ -121,9 +122,7 @@ class Runner:
             return []
         compute = {j.name: self._predicted(j.name) for j in todo}
         self.progress = Progress(compute, out=self.out)
-        if todo:
-            self.progress.start(todo[0].name)
-        self.backend.run(todo, self._on_done)
+        self.backend.run(todo, self._on_done, lambda job: self.progress.start(job.name))
         return self.write_tables()
 
     def _predicted(self, name: str) -> float:
@@ -165,9 +164,6 @@ class Runner:
         acc = f" accuracy={row['accuracy']:.4f}" if ok else f" ({row.get('error', '')})"
         self.progress.finish(job.name, wall_s, row["status"] + acc)
         self.write_tables()
-        nxt = [n for n in self.progress.compute if n not in self.progress.done]
-        if nxt and len(self.progress.done) < self.progress.total:
-            self.progress.start(nxt[0])
 
     def _failed_row(self, point, job, returncode, wall_s) -> dict:
         log = (
