@@ -66,8 +66,12 @@ def param_shardings(boxed_abstract_params, mesh: Mesh, rules) -> object:
     logical = nn.get_partition_spec(boxed_abstract_params)
     shapes = nn.unbox(boxed_abstract_params)
 
+    table = {}
+    for name, axis in rules:
+        table.setdefault(name, axis)  # The first rule for a name wins, as in Flax.
+
     def place(spec, leaf):
-        mesh_spec = nn.logical_to_mesh_axes(spec or (None,) * len(leaf.shape), rules)
+        mesh_spec = P(*(table.get(name) if name else None for name in (spec or ())))
         return NamedSharding(mesh, _fit(mesh_spec, leaf.shape, mesh))
 
     return jax.tree.map(place, logical, shapes, is_leaf=lambda x: isinstance(x, P))
