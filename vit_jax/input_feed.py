@@ -41,7 +41,7 @@ class Feed:
                 self._busy_s += time.perf_counter() - t
                 self._images += len(batch["label"]) * jax.process_count()
                 self._put(item)
-        except Exception as e:  # Surfaced in the consumer, with its message.
+        except BaseException as e:  # Surfaced in the consumer (KeyboardInterrupt included).
             self._put(e)
 
     def _put(self, item):
@@ -56,7 +56,7 @@ class Feed:
         item = self._queue.get()
         if item is _DONE:
             raise StopIteration
-        if isinstance(item, Exception):
+        if isinstance(item, BaseException):
             raise item
         return item
 

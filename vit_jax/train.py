@@ -95,14 +95,18 @@ def _run(config, workdir, model, info, mesh, rules, input_shape):
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     t0 = time.time()
     summary = {"step": start, "params": n_params}
-    if start < config.total_steps:
-        state = _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt)
-    summary.update(evaluate(config, eval_step, state.params, mesh))
-    writer.write(config.total_steps, "eval", summary | {"final": 1})
-    if ckpt.latest_step() != config.total_steps:
-        _save(ckpt, config.total_steps, state, None)
-    ckpt.close()
-    writer.close()
+    try:
+        if start < config.total_steps:
+            state = _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt)
+        results = evaluate(config, eval_step, state.params, mesh)
+        summary.update(results)
+        if start < config.total_steps:  # A finished run re-opened only re-reports.
+            writer.write(config.total_steps, "eval", results)
+        if ckpt.latest_step() != config.total_steps:
+            _save(ckpt, config.total_steps, state, None)
+    finally:  # Also on errors: let an in-flight async save commit.
+        ckpt.close()
+        writer.close()
     summary.update(
         step=config.total_steps,
         images_seen=config.total_steps * config.batch_size,
