@@ -119,11 +119,13 @@ def _run(config, workdir, model, info, mesh, rules, input_shape):
 def _initial_state(config, placed, ckpt):
     if ckpt.latest_step() is not None:
         return ckpt.restore(placed.abstract)
-    if config.init_from.path:
-        raise config_lib.ConfigError(
-            "config.init_from.path: fine-tuning from a checkpoint is not available in this version"
-        )
-    return placed.init(jax.random.key(config.seed))
+    state = placed.init(jax.random.key(config.seed))
+    if config.init_from.path:  # Fine-tuning: pre-trained weights, fresh head, resampled posemb.
+        from vit_jax import finetune
+
+        params = finetune.init_params(config, abstract_params=placed.abstract.params)
+        state = state.replace(params=jax.device_put(params, placed.shardings.params))
+    return state
 
 
 def _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt):
