@@ -1,0 +1,337 @@
+"""Every named model as one ConfigDict of hyperparameters, generated from a few tables.
+
+Canonical names:
+  ViT                `{size}/{patch}`           e.g. "B/16" (sizes mu..G, patches 8/14/16/32);
+                     `{size}/{patch}-gap`       gap pooling, as the reference "-gap-norep" models.
+  ViT, 28×28         `{size}/{2,4,7}`           sizes mu, Ti, S, M, B (Fashion-MNIST study).
+  Hybrid             `R{depth}[x{w}]+{size}/{stride}`  e.g. "R50+B/16", "R50x2+B/16", "R26+S/32";
+                     the /N is the *total* stride (ResNet trunk × patch 1), as in the paper.
+  Hybrid, 28×28      `R{depth}-w{base}+{size}/4`  small CNN trunk (stride 4) + ViT on 7×7 tokens.
+  ResNet (BiT)       `R{26,50,101,152}x{1..4}`  alias `R50` = `R50x1`.
+  ResNet, 28×28      `R{11,14,20,26}-w{8,16,32,64}`.
+The reference vit_jax names (`ViT-B_16`, `R50+ViT-B_16`, ...) are aliases of canonical names.
+`image_size`, `channels` and `num_classes` in a spec are the variant's native setting (224/3/1000
+or 28/1/10), used by the README table and tests; a model runs at any size its patches divide.
+`total_stride` is the input pixels per token (or per final ResNet feature-map cell) along a side.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jax.numpy as jnp
+import ml_collections
+
+from vit_jax.models import resnet, vit
+
+# size: (hidden_size, num_layers, mlp_dim, num_heads)
+VIT_SIZES = {
+    "mu": (32, 1, 128, 2),
+    "Ti": (192, 12, 768, 3),
+    "S": (384, 12, 1536, 6),
+    "M": (512, 12, 2048, 8),
+    "B": (768, 12, 3072, 12),
+    "L": (1024, 24, 4096, 16),
+    "H": (1280, 32, 5120, 16),
+    "g": (1408, 40, 6144, 16),
+    "G": (1664, 48, 8192, 16),
+}
+VIT_PATCHES = (8, 14, 16, 32)
+SMALL_VIT_SIZES = ("mu", "Ti", "S", "M", "B")
+SMALL_VIT_PATCHES = (2, 4, 7)
+# (name, units per stage, total stride with the BiT stem and patch 1)
+HYBRID_TRUNKS = (("R50", (3, 4, 9), 16), ("R50", (3, 4, 6, 3), 32), ("R26", (2, 2, 2, 2), 32))
+HYBRID_SIZES = ("Ti", "S", "B", "L")
+HYBRID_WIDTHS = (1, 2)
+BIT_UNITS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+BIT_WIDTHS = (1, 2, 3, 4)
+SMALL_UNITS = {11: (1, 1, 1), 14: (1, 1, 2), 20: (2, 2, 2), 26: (2, 3, 3)}  # depth = 3·Σ + 2
+SMALL_CNN_WIDTHS = (8, 16, 32, 64)
+SMALL_HYBRID_WIDTHS = (8, 16, 32)
+SMALL_HYBRID_SIZES = ("mu", "Ti", "S", "M")
+
+_SPECS: dict[str, ml_collections.ConfigDict] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _base(name, family, *, image_size=224, channels=3, num_classes=1000):
+    """The keys every spec has; ViT-only keys stay None for ResNets."""
+    return ml_collections.ConfigDict(
+        dict(
+            name=name,
+            family=family,
+            size=None,
+            hidden_size=None,
+            num_layers=None,
+            mlp_dim=None,
+            num_heads=None,
+            patch_size=None,
+            total_stride=None,
+            resnet=None,
+            classifier=None,
+            representation_size=None,
+            posemb=None,
+            dropout_rate=0.0,
+            attention_dropout_rate=0.0,
+            stochastic_depth=0.0,
+            gelu=None,
+            dtype="float32",
+            param_dtype="float32",
+            scan=False,
+            remat_policy="none",
+            attention_impl=None,
+            image_size=image_size,
+            channels=channels,
+            num_classes=num_classes,
+        )
+    )
+
+
+def _resnet(units, width, stem):
+    return ml_collections.ConfigDict(dict(units=tuple(units), width=width, stem=stem))
+
+
+def _trunk_stride(resnet):
+    """Downsampling of a ResNet trunk: stem (BiT 4, 28×28 stem 1) × 2 per later stage."""
+    stem = 4 if resnet.stem == "bit" else 1
+    return stem * 2 ** max(len(resnet.units) - 1, 0)
+
+
+def _vit(name, size, patch, *, family="vit", resnet=None, dropout=0.0, small=False, gap=False):
+    extra = dict(image_size=28, channels=1, num_classes=10) if small else {}
+    c = _base(name, family, **extra)
+    c.size = size
+    c.hidden_size, c.num_layers, c.mlp_dim, c.num_heads = VIT_SIZES[size]
+    c.patch_size = patch
+    c.classifier = "gap" if gap else "token"
+    c.posemb = "learn"
+    c.gelu = "tanh"
+    c.dropout_rate = dropout
+    c.total_stride = patch
+    if resnet is not None:
+        c.resnet = resnet
+        c.total_stride = patch * _trunk_stride(resnet)
+    return c
+
+
+def _add(spec, *aliases):
+    assert spec.name not in _SPECS and spec.name not in _ALIASES, spec.name
+    _SPECS[spec.name] = spec
+    for alias in aliases:
+        _alias(alias, spec.name)
+
+
+def _alias(alias, name):
+    assert alias not in _SPECS and alias not in _ALIASES and name in _SPECS, alias
+    _ALIASES[alias] = name
+
+
+def _register_vits():
+    for size in VIT_SIZES:
+        for patch in VIT_PATCHES:
+            # Dropout as the reference configs: 0.1 for L and H (not L/32), else 0.
+            dropout = 0.1 if size in ("L", "H") and patch != 32 else 0.0
+            _add(_vit(f"{size}/{patch}", size, patch, dropout=dropout))
+    for size, patch in (("S", 16), ("B", 16), ("S", 32), ("B", 32)):
+        _add(_vit(f"{size}/{patch}-gap", size, patch, gap=True), f"ViT-{size}_{patch}-gap-norep")
+    for size in SMALL_VIT_SIZES:
+        for patch in SMALL_VIT_PATCHES:
+            _add(_vit(f"{size}/{patch}", size, patch, small=True))
+
+
+def _register_hybrids():
+    for trunk, units, stride in HYBRID_TRUNKS:
+        for width in HYBRID_WIDTHS:
+            prefix = trunk if width == 1 else f"{trunk}x{width}"
+            for size in HYBRID_SIZES:
+                name = f"{prefix}+{size}/{stride}"
+                resnet = _resnet(units, 64 * width, "bit")
+                _add(_vit(name, size, 1, family="hybrid", resnet=resnet))
+    _SPECS["R50+B/16"].dropout_rate = 0.1  # As the reference R50+ViT-B_16.
+    # The reference "R+ViT-Ti_16": ResNet stem only (stride 4) + 8×8 patches = total stride 32.
+    _add(_vit("Rstem+Ti/32", "Ti", 8, family="hybrid", resnet=_resnet((), 64, "bit")))
+    for depth, units in SMALL_UNITS.items():
+        for base in SMALL_HYBRID_WIDTHS:
+            for size in SMALL_HYBRID_SIZES:
+                name = f"R{depth}-w{base}+{size}/4"
+                resnet = _resnet(units, base, "small")
+                _add(_vit(name, size, 1, family="hybrid", resnet=resnet, small=True))
+
+
+def _register_resnets():
+    for depth, units in BIT_UNITS.items():
+        for width in BIT_WIDTHS:
+            c = _base(f"R{depth}x{width}", "resnet")
+            c.resnet = _resnet(units, 64 * width, "bit")
+            c.total_stride = _trunk_stride(c.resnet)
+            c.classifier = "gap"
+            _add(c, f"R{depth}") if width == 1 else _add(c)
+    for depth, units in SMALL_UNITS.items():
+        for base in SMALL_CNN_WIDTHS:
+            c = _base(f"R{depth}-w{base}", "resnet", image_size=28, channels=1, num_classes=10)
+            c.resnet = _resnet(units, base, "small")
+            c.total_stride = _trunk_stride(c.resnet)
+            c.classifier = "gap"
+            _add(c)
+
+
+def _register_reference_aliases():
+    """The model names of google-research/vision_transformer's configs/models.py."""
+    for size, patch in (("Ti", 16), ("S", 16), ("S", 32), ("B", 8), ("B", 16), ("B", 32)):
+        _alias(f"ViT-{size}_{patch}", f"{size}/{patch}")
+    for size, patch in (("L", 16), ("L", 32), ("H", 14), ("g", 14), ("G", 14)):
+        _alias(f"ViT-{size}_{patch}", f"{size}/{patch}")
+    for name in ("R50+B/16", "R26+B/32", "R26+S/32", "R50+L/32"):
+        trunk, vit = name.split("+")
+        _alias(f"{trunk}+ViT-{vit.replace('/', '_')}", name)
+    _alias("R+ViT-Ti_16", "Rstem+Ti/32")
+
+
+_register_vits()
+_register_hybrids()
+_register_resnets()
+_register_reference_aliases()
+
+
+def canonical(name: str) -> str:
+    """The canonical name of `name` (itself or the name it aliases); ValueError if unknown."""
+    if name in _SPECS:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    raise ValueError(f"unknown model name {name!r}; see vit_jax.models.names()")
+
+
+def names() -> list[str]:
+    """Every registered name: canonical names first (registration order), then aliases."""
+    return list(_SPECS) + list(_ALIASES)
+
+
+def canonical_names() -> list[str]:
+    return list(_SPECS)
+
+
+def spec(name: str) -> ml_collections.ConfigDict:
+    """A copy of the hyperparameters of `name` (aliases resolve to their canonical spec)."""
+    return copy.deepcopy(_SPECS[canonical(name)])
+
+
+def family(name: str) -> str:
+    """'vit', 'hybrid' or 'resnet'."""
+    return _SPECS[canonical(name)].family
+
+
+# Overrides `create` accepts: the keys of config.model (vit_jax/config_lib.py) except `name`.
+OVERRIDE_KEYS = (
+    "dtype",
+    "param_dtype",
+    "classifier",
+    "representation_size",
+    "posemb",
+    "dropout_rate",
+    "attention_dropout_rate",
+    "stochastic_depth",
+    "gelu",
+    "scan",
+    "remat_policy",
+    "attention_impl",
+)
+_CHOICES = {
+    "classifier": ("token", "gap", "map"),
+    "posemb": ("learn", "sincos2d"),
+    "gelu": ("tanh", "exact"),
+    "scan": (False, True),
+    "remat_policy": ("none", "full", "dots", "dots_no_batch"),
+    "attention_impl": (None, "xla", "cudnn"),
+}
+# Values of ViT-only overrides that a ResNet accepts (and ignores): None or a no-op default.
+_RESNET_NEUTRAL = {
+    "classifier": ("gap",),
+    "dropout_rate": (0.0,),
+    "attention_dropout_rate": (0.0,),
+    "stochastic_depth": (0.0,),
+    "scan": (False,),
+    "remat_policy": ("none",),
+    "attention_impl": ("xla",),
+}
+
+
+def resolve(name: str, overrides: dict) -> ml_collections.ConfigDict:
+    """`spec(name)` with `overrides` applied; None values keep the registry's value.
+
+    Raises ValueError naming the key for an unknown key, a bad value, or a setting the model's
+    family does not have (e.g. posemb='sincos2d' for a plain ResNet).
+    """
+    c = spec(name)
+    for key, value in overrides.items():
+        if key not in OVERRIDE_KEYS:
+            raise ValueError(f"unknown model override {key!r} (known: {', '.join(OVERRIDE_KEYS)})")
+        if value is None:
+            continue
+        if key in ("dtype", "param_dtype"):
+            value = _dtype_name(key, value)
+        elif key in _CHOICES and value not in _CHOICES[key]:
+            raise ValueError(f"model override {key}={value!r}: must be one of {_CHOICES[key]}")
+        if c.family == "resnet" and key not in ("dtype", "param_dtype"):
+            if value not in _RESNET_NEUTRAL.get(key, ()):
+                raise ValueError(
+                    f"model override {key}={value!r} does not apply to ResNet {name!r}"
+                )
+            continue
+        c[key] = value
+    return c
+
+
+def _dtype_name(key, value) -> str:
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise ValueError(f"model override {key}={value!r}: not a dtype") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"model override {key}={value!r}: not a floating dtype")
+    return dtype.name
+
+
+def create(name: str, *, num_classes: int | None, **overrides):
+    """The Flax module of `name`; see `resolve` for the overrides it accepts."""
+    return build(resolve(name, overrides), num_classes=num_classes)
+
+
+def build(c: ml_collections.ConfigDict, *, num_classes: int | None):
+    """The Flax module of a (resolved) spec."""
+    dtypes = dict(dtype=jnp.dtype(c.dtype), param_dtype=jnp.dtype(c.param_dtype))
+    if c.family == "resnet":
+        return resnet.ResNet(
+            num_classes=num_classes,
+            width=c.resnet.width,
+            units=tuple(c.resnet.units),
+            stem=c.resnet.stem,
+            **dtypes,
+        )
+    trunk = {}
+    if c.resnet is not None:
+        trunk = dict(
+            resnet_units=tuple(c.resnet.units),
+            resnet_width=c.resnet.width,
+            resnet_stem=c.resnet.stem,
+        )
+    return vit.VisionTransformer(
+        num_classes=num_classes,
+        patch_size=c.patch_size,
+        hidden_size=c.hidden_size,
+        num_layers=c.num_layers,
+        mlp_dim=c.mlp_dim,
+        num_heads=c.num_heads,
+        classifier=c.classifier,
+        representation_size=c.representation_size,
+        posemb=c.posemb,
+        dropout_rate=c.dropout_rate,
+        attention_dropout_rate=c.attention_dropout_rate,
+        stochastic_depth=c.stochastic_depth,
+        gelu=c.gelu,
+        scan=c.scan,
+        remat_policy=c.remat_policy,
+        attention_impl=c.attention_impl,
+        **trunk,
+        **dtypes,
+    )
