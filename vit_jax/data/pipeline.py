@@ -1,0 +1,170 @@
+"""Per-host training and evaluation iterators: tf.data in, numpy batches out.
+
+Training batch `step` of process `p` is a pure function of (seed, p, step): its examples come from
+`order` (positions step * b ... step * b + b - 1 of an endless, per-epoch reshuffled stream) and
+its augmentation from stateless ops keyed by (seed, p, step). Hence identical reruns and exact,
+cheap resumption (`start_step`). Batches run across epoch boundaries; no example is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+from vit_jax.data import order, preprocess, reading, sources
+from vit_jax.data.order import BATCH, EXAMPLE
+from vit_jax.data.sources import ArraySplit, FileSplit
+
+_DECODED: dict = {}  # Recently decoded host splits (eval runs many times in one training run).
+_MAX_DECODED = 4
+
+
+def local_batch_size(global_batch_size: int, process_count: int) -> int:
+    """The batch each process yields; the global batch must split evenly over processes."""
+    if global_batch_size <= 0 or process_count <= 0:
+        raise ValueError(f"global batch size {global_batch_size} and process count must be > 0")
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global batch size {global_batch_size} is not divisible by "
+            f"process_count={process_count}"
+        )
+    return global_batch_size // process_count
+
+
+def train_iterator(
+    data_config,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    start_step: int = 0,
+) -> Iterator[dict]:
+    """Endless {'image': float32 [b, S, S, C] in [-1, 1], 'label': int32 [b]} of this process.
+
+    b = global_batch_size // process_count. `start_step=k` starts with what batch k (0-based) of
+    a fresh iterator would be, without decoding the k batches before it.
+    """
+    batch = local_batch_size(global_batch_size, process_count)
+    part = _host_split(data_config, data_config.train_split, process_index, process_count)
+    if part.size == 0:
+        raise ValueError(f"split {data_config.train_split!r} has no examples for this process")
+    rng = order.Rng(seed, process_index)
+    aug = preprocess.Augment.from_config(data_config)
+    start = start_step * batch
+    if isinstance(part, ArraySplit):  # One size: gather batches, augment them whole.
+        images, labels = tf.constant(part.images), tf.constant(part.labels)
+        ds = order.index_stream(part.size, start=start, rng=rng).batch(batch, drop_remainder=True)
+        ds = reading.map_each(
+            ds, lambda i: {"image": tf.gather(images, i), "label": tf.gather(labels, i)}
+        )
+    else:
+        if isinstance(part, FileSplit):
+            paths, labels = tf.constant(part.paths), tf.constant(part.labels)
+            load = lambda i: {
+                "image": reading.decode_file(paths[i], part.channels),
+                "label": labels[i],
+            }
+            ds = reading.map_each(order.index_stream(part.size, start=start, rng=rng), load)
+        else:
+            window = data_config.shuffle_buffer
+            ds = order.record_stream(part, start=start, rng=rng, window=window).batch(256)
+            ds = reading.map_each(ds, lambda s: reading.parse_records(s, part=part)).unbatch()
+            ds = reading.map_each(ds, lambda ex: reading.decode_record(ex, part=part))
+        if ds.element_spec["image"].shape.is_fully_defined():
+            ds = ds.batch(batch, drop_remainder=True)
+        else:  # Mixed sizes: to S x S one by one (inception crop there), keyed by position.
+            ds = _examples_to_size(ds, start=start, rng=rng, aug=aug).batch(
+                batch, drop_remainder=True
+            )
+            aug = preprocess.batch_augment(aug)
+    augment = lambda step, ex: {
+        "image": preprocess.train_batch(ex["image"], rng(BATCH, step), aug),
+        "label": ex["label"],
+    }
+    ds = reading.map_each(tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), ds), augment)
+    return _numpy(ds, data_config)
+
+
+def num_eval_batches(
+    data_config, *, global_batch_size: int, process_count: int = 1, split: str | None = None
+) -> int:
+    """Batches every process yields for `split`: enough for the largest process slice."""
+    batch = local_batch_size(global_batch_size, process_count)
+    split = split or data_config.eval_split
+    sizes = sources.host_sizes(data_config, split, process_count=process_count)
+    return -(-max(sizes) // batch)
+
+
+def eval_iterator(
+    data_config,
+    *,
+    global_batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    split: str | None = None,
+) -> Iterator[dict]:
+    """Every example of `split` once over all processes, resized to S, in a fixed order.
+
+    Yields {'image', 'label', 'mask'}; mask is False on padding. Every process yields
+    `num_eval_batches(...)` batches, a short one padded with fully masked batches, so collective
+    eval steps never wait on a process that ran out.
+    """
+    batch = local_batch_size(global_batch_size, process_count)
+    split = split or data_config.eval_split
+    count = num_eval_batches(
+        data_config, global_batch_size=global_batch_size, process_count=process_count, split=split
+    )
+    part = _host_split(data_config, split, process_index, process_count)
+    size = data_config.image_size
+    ds = reading.examples(part)
+    if not ds.element_spec["image"].shape.is_fully_defined():  # Mixed sizes: resize each.
+        ds = reading.map_each(ds, lambda ex: {**ex, "image": preprocess.resize(ex["image"], size)})
+    ds = reading.map_each(ds, lambda ex: {**ex, "mask": True}, parallel=False)
+    ds = ds.concatenate(_padding(ds.element_spec).repeat(count * batch - part.size))
+    ds = ds.batch(batch, drop_remainder=True)
+    ds = reading.map_each(ds, lambda ex: {**ex, "image": preprocess.eval_batch(ex["image"], size)})
+    return _numpy(ds, data_config)
+
+
+def _host_split(data_config, split: str, process_index: int, process_count: int):
+    """This process's part of a split; decoded into memory (and remembered) if config.data.cache."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index} not in [0, {process_count})")
+    part = sources.host_split(
+        data_config, split, process_index=process_index, process_count=process_count
+    )
+    if not data_config.cache:
+        return part
+    key = (type(part), part.paths if isinstance(part, FileSplit) else part.instructions)
+    if key not in _DECODED:
+        _DECODED[key] = reading.load_arrays(part)
+        while len(_DECODED) > _MAX_DECODED:
+            _DECODED.pop(next(iter(_DECODED)))
+    return _DECODED[key]
+
+
+def _examples_to_size(ds, *, start: int, rng: order.Rng, aug) -> tf.data.Dataset:
+    to_size = lambda position, ex: {
+        "image": preprocess.example_to_size(ex["image"], rng(EXAMPLE, position), aug),
+        "label": ex["label"],
+    }
+    return reading.map_each(tf.data.Dataset.zip(tf.data.Dataset.counter(start), ds), to_size)
+
+
+def _padding(spec) -> tf.data.Dataset:
+    """One all-zero example with mask False, shaped like the real ones."""
+    zero = {name: tf.zeros(s.shape, s.dtype) for name, s in spec.items()}
+    return tf.data.Dataset.from_tensors({**zero, "mask": tf.constant(False)})
+
+
+def _numpy(ds: tf.data.Dataset, data_config) -> Iterator[dict]:
+    options = tf.data.Options()
+    options.deterministic = True
+    return _iterate(ds.with_options(options).prefetch(max(2, data_config.prefetch)))
+
+
+def _iterate(ds) -> Iterator[dict]:
+    with reading.raising_value_errors():
+        yield from ds.as_numpy_iterator()
