@@ -107,7 +107,7 @@ class CorruptCheckpointError(RuntimeError):
 
 def find(path: str) -> tuple[str, int | None]:
     """(checkpoint directory, step or None = latest) of a workdir, checkpoint dir or step dir."""
-    p = epath.Path(path)
+    p = epath.Path(path) if "://" in str(path) else epath.Path(path).resolve()  # Orbax: absolute.
     if not p.exists():
         raise FileNotFoundError(f"{path}: not found")
     if (p / CHECKPOINTS).is_dir():

@@ -155,6 +155,7 @@ def _read_timm(path, model) -> Weights:
     model = model or meta.get("model")
     if model is None:  # Heads are not in a timm state dict: the registry has them.
         hint = infer.describe(timm.from_timm(sd, num_heads=1))
+        hint = dataclasses.replace(hint, num_heads=None)
         model, _ = infer.find_model(hint)
     heads = models.spec(model).num_heads
     flat = timm.from_timm(sd, num_heads=heads)
