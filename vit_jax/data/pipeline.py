@@ -47,6 +47,8 @@ def train_iterator(
     a fresh iterator would be, without decoding the k batches before it.
     """
     batch = local_batch_size(global_batch_size, process_count)
+    if start_step < 0:
+        raise ValueError(f"start_step={start_step} must be >= 0")
     part = _host_split(data_config, data_config.train_split, process_index, process_count)
     if part.size == 0:
         raise ValueError(f"split {data_config.train_split!r} has no examples for this process")

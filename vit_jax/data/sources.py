@@ -146,7 +146,6 @@ def _builder(name: str, data_dir: str):
         fashion_mnist.prepare(data_dir=data_dir)
         builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-        _builder.cache_clear()  # Do not remember a builder of absent data.
         raise FileNotFoundError(
             f"TFDS dataset {name!r} is not prepared in {data_dir}: run "
             f"`tfds build {name} --data_dir={data_dir}` (or set config.data.data_dir)"
