@@ -66,6 +66,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+        with open(os.path.join(workdir, "dataset.json"), "w") as f:  # For vit_jax.load().
+            json.dump({"num_classes": info.num_classes, "class_names": list(info.class_names)}, f)
     model = build_model(config, num_classes=info.num_classes)
     size = config.data.image_size
     with jax.set_mesh(mesh):
