@@ -28,14 +28,14 @@ class Rng:
 def index_stream(n: int, *, start: int, rng: Rng) -> tf.data.Dataset:
     """Example indices (int64) from stream position `start`; epoch e is a uniform permutation.
 
-    For random-access splits (in memory or files): the start costs one permutation, nothing more.
+    For random-access splits (in memory or files): a start costs a permutation and skipping
+    integers, nothing more.
     """
     epoch, offset = divmod(start, n)
-    first = preprocess.permutation(n, rng(PERMUTE, epoch))[offset:]
-    rest = lambda e: tf.data.Dataset.from_tensor_slices(preprocess.permutation(n, rng(PERMUTE, e)))
-    rest = tf.autograph.experimental.do_not_convert(rest)
-    first = tf.data.Dataset.from_tensor_slices(first)
-    return first.concatenate(tf.data.Dataset.counter(epoch + 1).flat_map(rest))
+    permuted = lambda e: tf.data.Dataset.from_tensor_slices(
+        preprocess.permutation(n, rng(PERMUTE, e))
+    )
+    return _epochs(permuted, epoch).skip(offset)
 
 
 def record_stream(part, *, start: int, rng: Rng, window: int) -> tf.data.Dataset:
@@ -46,16 +46,16 @@ def record_stream(part, *, start: int, rng: Rng, window: int) -> tf.data.Dataset
     it covers the split). TFRecords have no index, so a resume reads, but does not decode, the
     records of the current epoch before it.
     """
-    n = part.size
-    window = max(1, min(window, n))
-    epoch, offset = divmod(start, n)
-    first_window = offset // window
-    ds = _epoch_records(part, epoch, rng).skip(first_window * window)
-    ds = _window_shuffle(ds, epoch, first_window, window=window, rng=rng)
-    ds = ds.skip(offset - first_window * window)
-    rest = lambda e: _window_shuffle(_epoch_records(part, e, rng), e, 0, window=window, rng=rng)
-    rest = tf.autograph.experimental.do_not_convert(rest)
-    return ds.concatenate(tf.data.Dataset.counter(epoch + 1).flat_map(rest))
+    window = max(1, min(window, part.size))
+    epoch, offset = divmod(start, part.size)
+    shuffled = lambda e: _window_shuffle(_epoch_records(part, e, rng), e, window=window, rng=rng)
+    return _epochs(shuffled, epoch).skip(offset)
+
+
+def _epochs(epoch_fn, first: int) -> tf.data.Dataset:
+    """Epochs first, first + 1, ... of `epoch_fn(epoch) -> Dataset`, concatenated (one trace)."""
+    epoch_fn = tf.autograph.experimental.do_not_convert(epoch_fn)
+    return tf.data.Dataset.counter(first).flat_map(epoch_fn)
 
 
 def _epoch_records(part, epoch, rng: Rng) -> tf.data.Dataset:
@@ -80,11 +80,11 @@ def _epoch_records(part, epoch, rng: Rng) -> tf.data.Dataset:
     )
 
 
-def _window_shuffle(ds, epoch, first_window: int, *, window: int, rng: Rng) -> tf.data.Dataset:
+def _window_shuffle(ds, epoch, *, window: int, rng: Rng) -> tf.data.Dataset:
     """Permutes each run of `window` elements, keyed by (epoch, window index)."""
 
     def shuffle(index, xs):
         return tf.gather(xs, preprocess.permutation(tf.shape(xs)[0], rng(WINDOW, epoch, index)))
 
-    windows = tf.data.Dataset.zip(tf.data.Dataset.counter(first_window), ds.batch(window))
+    windows = tf.data.Dataset.zip(tf.data.Dataset.counter(), ds.batch(window))
     return reading.map_each(windows, shuffle, parallel=False).unbatch()

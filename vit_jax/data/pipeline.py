@@ -54,39 +54,46 @@ def train_iterator(
         raise ValueError(f"split {data_config.train_split!r} has no examples for this process")
     rng = order.Rng(seed, process_index)
     aug = preprocess.Augment.from_config(data_config)
-    start = start_step * batch
-    if isinstance(part, ArraySplit):  # One size: gather batches, augment them whole.
-        images, labels = tf.constant(part.images), tf.constant(part.labels)
-        ds = order.index_stream(part.size, start=start, rng=rng).batch(batch, drop_remainder=True)
-        ds = reading.map_each(
-            ds, lambda i: {"image": tf.gather(images, i), "label": tf.gather(labels, i)}
-        )
-    else:
-        if isinstance(part, FileSplit):
-            paths, labels = tf.constant(part.paths), tf.constant(part.labels)
-            load = lambda i: {
-                "image": reading.decode_file(paths[i], part.channels),
-                "label": labels[i],
-            }
-            ds = reading.map_each(order.index_stream(part.size, start=start, rng=rng), load)
-        else:
-            window = data_config.shuffle_buffer
-            ds = order.record_stream(part, start=start, rng=rng, window=window).batch(256)
-            ds = reading.map_each(ds, lambda s: reading.parse_records(s, part=part)).unbatch()
-            ds = reading.map_each(ds, lambda ex: reading.decode_record(ex, part=part))
-        if ds.element_spec["image"].shape.is_fully_defined():
-            ds = ds.batch(batch, drop_remainder=True)
-        else:  # Mixed sizes: to S x S one by one (inception crop there), keyed by position.
-            ds = _examples_to_size(ds, start=start, rng=rng, aug=aug).batch(
-                batch, drop_remainder=True
-            )
-            aug = preprocess.batch_augment(aug)
+    window = data_config.shuffle_buffer
+    ds, aug = _batches(part, batch=batch, start=start_step * batch, rng=rng, aug=aug, window=window)
     augment = lambda step, ex: {
         "image": preprocess.train_batch(ex["image"], rng(BATCH, step), aug),
         "label": ex["label"],
     }
     ds = reading.map_each(tf.data.Dataset.zip(tf.data.Dataset.counter(start_step), ds), augment)
     return _numpy(ds, data_config)
+
+
+def _batches(part, *, batch: int, start: int, rng: order.Rng, aug, window: int):
+    """Un-augmented training batches from stream position `start`, and what is left to augment.
+
+    Images of one size are batched as stored and augmented whole; mixed sizes are first brought
+    to S x S one by one (the inception crop happens there), keyed by stream position.
+    """
+    if isinstance(part, ArraySplit):
+        ds = order.index_stream(part.size, start=start, rng=rng).batch(batch, drop_remainder=True)
+        images, labels = tf.constant(part.images), tf.constant(part.labels)
+        gather = lambda i: {"image": tf.gather(images, i), "label": tf.gather(labels, i)}
+        return reading.map_each(ds, gather), aug
+    if isinstance(part, FileSplit):
+        paths, labels = tf.constant(part.paths), tf.constant(part.labels)
+        decode = lambda i: {
+            "image": reading.decode_file(paths[i], part.channels),
+            "label": labels[i],
+        }
+        ds = reading.map_each(order.index_stream(part.size, start=start, rng=rng), decode)
+    else:
+        ds = order.record_stream(part, start=start, rng=rng, window=window).batch(256)
+        ds = reading.map_each(ds, lambda s: reading.parse_records(s, part=part)).unbatch()
+        ds = reading.map_each(ds, lambda ex: reading.decode_record(ex, part=part))
+    if ds.element_spec["image"].shape.is_fully_defined():
+        return ds.batch(batch, drop_remainder=True), aug
+    to_size = lambda position, ex: {
+        "image": preprocess.example_to_size(ex["image"], rng(EXAMPLE, position), aug),
+        "label": ex["label"],
+    }
+    ds = reading.map_each(tf.data.Dataset.zip(tf.data.Dataset.counter(start), ds), to_size)
+    return ds.batch(batch, drop_remainder=True), preprocess.batch_augment(aug)
 
 
 def num_eval_batches(
@@ -145,14 +152,6 @@ def _host_split(data_config, split: str, process_index: int, process_count: int)
         while len(_DECODED) > _MAX_DECODED:
             _DECODED.pop(next(iter(_DECODED)))
     return _DECODED[key]
-
-
-def _examples_to_size(ds, *, start: int, rng: order.Rng, aug) -> tf.data.Dataset:
-    to_size = lambda position, ex: {
-        "image": preprocess.example_to_size(ex["image"], rng(EXAMPLE, position), aug),
-        "label": ex["label"],
-    }
-    return reading.map_each(tf.data.Dataset.zip(tf.data.Dataset.counter(start), ds), to_size)
 
 
 def _padding(spec) -> tf.data.Dataset:

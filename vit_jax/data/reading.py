@@ -12,6 +12,11 @@ import tensorflow as tf
 from vit_jax.data.sources import ArraySplit, FileSplit, RecordSplit
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+try:  # tf.data runs on the host; a GPU build of TF must not take accelerator memory from JAX.
+    tf.config.set_visible_devices([], "GPU")
+except RuntimeError:  # TF's devices were initialised before this import: too late, harmless.
+    pass
 _MARK = re.compile(r"<<(.*?)>>", re.S)  # Wraps the messages of our in-graph checks.
 
 
