@@ -32,6 +32,8 @@ _STALE_TMP_S = 3600  # Temp dirs older than this are from dead prepares.
 def resolve_data_dir(data_dir: str | None) -> str:
     """TFDS's rule, applied at call time: explicit dir, else $TFDS_DATA_DIR, else the default."""
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    if "://" in data_dir:  # gs://... and other remote file systems: as given.
+        return data_dir
     return os.path.abspath(os.path.expanduser(data_dir))
 
 
@@ -75,6 +77,8 @@ def prepare(*, data_dir: str | None = None, source_dir: str = SOURCE_DIR) -> str
     missing = [f for f in missing if not os.path.isfile(os.path.join(source_dir, f))]
     if missing:
         _download(data_dir=data_dir, source_dir=source_dir, missing=missing)
+    elif "://" in data_dir:  # No local rename there: rely on TFDS's own incomplete-dir rename.
+        _offline_builder_cls()(data_dir=data_dir, source_dir=source_dir).download_and_prepare()
     else:
         _prepare_offline(data_dir=data_dir, source_dir=source_dir)
     return data_dir
