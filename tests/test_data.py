@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import socket
 import time
 
@@ -169,6 +170,20 @@ def test_interrupted_prepare_leaves_no_dataset(tmp_path, monkeypatch):
     assert not tfds.builder("fashion_mnist", data_dir=str(tmp_path)).is_prepared()
     assert not os.path.exists(tmp_path / "fashion_mnist" / "3.0.1")
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+@needs_idx
+def test_moving_into_place_replaces_leftovers_and_loses_races_quietly(fmnist_dir, tmp_path):
+    final = tmp_path / "fashion_mnist" / "3.0.1"
+    final.mkdir(parents=True)
+    (final / "half_written.tfrecord").write_text("")  # No dataset_info.json: not TFDS's.
+    prepared = os.path.join(fmnist_dir, "fashion_mnist", "3.0.1")
+    for attempt in range(2):  # The second finds a complete dataset there (a lost race).
+        built = tmp_path / f"built{attempt}"
+        shutil.copytree(prepared, built)
+        fashion_mnist._move_into_place(str(built), str(final), trash=str(tmp_path / "trash"))
+        assert tfds.builder("fashion_mnist", data_dir=str(tmp_path)).is_prepared()
+    assert not (final / "half_written.tfrecord").exists()
 
 
 def test_prepare_without_any_source_says_how_to_get_data(tmp_path, no_network):
