@@ -74,9 +74,10 @@ def worker_env(cpus: list[int], *, slot: int, parallel: int) -> dict[str, str]:
 class LocalBackend:
     """Points as subprocesses on this machine, `parallel` at a time, each pinned to its CPUs."""
 
-    def __init__(self, *, parallel: int = 1, python: str = sys.executable):
+    def __init__(self, *, parallel: int = 1, python: str = sys.executable, cache_dir=None):
         self.groups = cpu_groups(parallel)
         self.python = python
+        self.cache_dir = cache_dir  # JAX's persistent compilation cache, shared by the points.
 
     def describe(self, job: Job) -> list[str]:
         cmd = engine_command(str(job.config_path), str(job.dir), python=self.python)
@@ -103,6 +104,9 @@ class LocalBackend:
     def _start(self, job: Job, slot: int):
         cpus = self.groups[slot]
         env = worker_env(cpus, slot=slot, parallel=len(self.groups))
+        if self.cache_dir:
+            env.setdefault("JAX_COMPILATION_CACHE_DIR", str(self.cache_dir))
+            env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
         cmd = engine_command(str(job.config_path), str(job.dir), python=self.python)
         log = open(job.log_path, "a", encoding="utf-8")  # noqa: SIM115  (closed with the process)
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n")

@@ -15,6 +15,7 @@ import json
 import pathlib
 import re
 import shlex
+import signal
 import sys
 import time
 
@@ -191,7 +192,7 @@ class Runner:
 
 def make_backend(args, workdir: pathlib.Path, *, out=print):
     if args.backend == "local":
-        return backends.LocalBackend(parallel=args.parallel)
+        return backends.LocalBackend(parallel=args.parallel, cache_dir=workdir / "jax_cache")
     missing = [
         f for f in ("tpu_vm_name", "zone", "accelerator_type", "version") if not getattr(args, f)
     ]
@@ -232,6 +233,8 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    # SIGTERM (timeout, a scheduler) unwinds like Ctrl-C, so the backends stop their children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args(sys.argv[1:] if argv is None else argv)
     workdir = pathlib.Path(args.workdir)
     try:
