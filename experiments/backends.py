@@ -6,7 +6,8 @@ lose that point) and makes resume free: re-running the same command in the same 
 from the engine's last checkpoint.
 
 A backend's `run(jobs, on_done, on_start)` calls `on_start(job)` as a point starts and
-`on_done(job, returncode, wall_s, cores)` as it finishes; the runner turns that into results rows.
+`on_done(job, returncode, wall_s, cores, cpu_s=...)` as it finishes (cpu_s: the point's CPU
+seconds, where the backend can measure them); the runner turns that into results rows.
 """
 
 from __future__ import annotations
@@ -92,9 +93,13 @@ class LocalBackend:
                         on_start(queue[0])
                         running[slot] = self._start(queue.pop(0), slot)
                 for slot, (job, proc, t0) in list(running.items()):
-                    if proc.poll() is not None:
+                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                    if pid:
+                        proc.returncode = os.waitstatus_to_exitcode(status)  # Reaped here.
                         del running[slot]
-                        on_done(job, proc.returncode, time.time() - t0, len(self.groups[slot]))
+                        cpu_s = usage.ru_utime + usage.ru_stime
+                        wall = time.time() - t0
+                        on_done(job, proc.returncode, wall, len(self.groups[slot]), cpu_s=cpu_s)
                 time.sleep(0.2)
         finally:
             for _, proc, _ in running.values():  # Interrupted: stop our own children only.

@@ -32,6 +32,7 @@ COLUMNS = (
     "wall_s",
     "cores",
     "core_hours",
+    "cpu_s",
     "total_steps",
     "batch_size",
     "train_split",

@@ -147,15 +147,19 @@ class Runner:
             for line in self.backend.describe(job):
                 self.out(f"    {line}")
 
-    def _on_done(self, job, returncode: int, wall_s: float, cores: int) -> None:
+    def _on_done(self, job, returncode: int, wall_s: float, cores: int, cpu_s=None) -> None:
         attempts = job.dir / "attempts.jsonl"
+        attempt = {"returncode": returncode, "wall_s": wall_s, "cpu_s": cpu_s, "t": time.time()}
         with open(attempts, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"returncode": returncode, "wall_s": wall_s, "t": time.time()}))
-            f.write("\n")
-        total_wall = sum(json.loads(x)["wall_s"] for x in attempts.read_text().splitlines() if x)
+            f.write(json.dumps(attempt) + "\n")
+        # A resumed point's cost is the sum over its attempts.
+        past = [json.loads(x) for x in attempts.read_text().splitlines() if x]
+        total_wall = sum(a["wall_s"] for a in past)
         point = self.points[job.name]
         if returncode == 0:
             row = results.point_row(point, workdir=job.dir, wall_s=total_wall, cores=cores)
+            if all(a.get("cpu_s") is not None for a in past):
+                row["cpu_s"] = round(sum(a["cpu_s"] for a in past), 2)
         else:
             row = self._failed_row(point, job, returncode, total_wall)
         ok = row["status"] == "ok"

