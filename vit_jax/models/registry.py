@@ -3,7 +3,8 @@
 Canonical names:
   ViT                `{size}/{patch}`           e.g. "B/16" (sizes mu..G, patches 8/14/16/32);
                      `{size}/{patch}-gap`       gap pooling, as the reference "-gap-norep" models.
-  ViT, 28×28         `{size}/{2,4,7}`           sizes mu, Ti, S, M, B (Fashion-MNIST study).
+  ViT, 28×28         `{size}/{2,4,7}`           sizes mu, XXS, XS, Ti, S, M, B (Fashion-MNIST);
+                     XXS (64 wide, 4 deep) and XS (128, 6) exist only here, for CPU budgets.
   Hybrid             `R{depth}[x{w}]+{size}/{stride}`  e.g. "R50+B/16", "R50x2+B/16", "R26+S/32";
                      the /N is the *total* stride (ResNet trunk × patch 1), as in the paper.
   Hybrid, 28×28      `R{depth}-w{base}+{size}/4`  small CNN trunk (stride 4) + ViT on 7×7 tokens.
@@ -37,7 +38,9 @@ VIT_SIZES = {
     "G": (1664, 48, 8192, 16),
 }
 VIT_PATCHES = (8, 14, 16, 32)
-SMALL_VIT_SIZES = ("mu", "Ti", "S", "M", "B")
+# Narrow sizes between mu and Ti for 28×28 work on a CPU (the Fashion-MNIST default and study).
+SMALL_ONLY_SIZES = {"XXS": (64, 4, 256, 4), "XS": (128, 6, 512, 4)}
+SMALL_VIT_SIZES = ("mu", "XXS", "XS", "Ti", "S", "M", "B")
 SMALL_VIT_PATCHES = (2, 4, 7)
 # (name, units per stage, total stride with the BiT stem and patch 1)
 HYBRID_TRUNKS = (("R50", (3, 4, 9), 16), ("R50", (3, 4, 6, 3), 32), ("R26", (2, 2, 2, 2), 32))
@@ -48,7 +51,7 @@ BIT_WIDTHS = (1, 2, 3, 4)
 SMALL_UNITS = {11: (1, 1, 1), 14: (1, 1, 2), 20: (2, 2, 2), 26: (2, 3, 3)}  # depth = 3·Σ + 2
 SMALL_CNN_WIDTHS = (8, 16, 32, 64)
 SMALL_HYBRID_WIDTHS = (8, 16, 32)
-SMALL_HYBRID_SIZES = ("mu", "Ti", "S", "M")
+SMALL_HYBRID_SIZES = ("mu", "XXS", "XS", "Ti", "S", "M")
 
 _SPECS: dict[str, ml_collections.ConfigDict] = {}
 _ALIASES: dict[str, str] = {}
@@ -101,7 +104,7 @@ def _vit(name, size, patch, *, family="vit", resnet=None, dropout=0.0, small=Fal
     extra = dict(image_size=28, channels=1, num_classes=10) if small else {}
     c = _base(name, family, **extra)
     c.size = size
-    c.hidden_size, c.num_layers, c.mlp_dim, c.num_heads = VIT_SIZES[size]
+    c.hidden_size, c.num_layers, c.mlp_dim, c.num_heads = (VIT_SIZES | SMALL_ONLY_SIZES)[size]
     c.patch_size = patch
     c.classifier = "gap" if gap else "token"
     c.posemb = "learn"
