@@ -26,12 +26,40 @@ Dtype = Any
 CUDNN_PAD_MULTIPLE = 64
 
 
-def _xavier(axes):
-    return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), axes)
+class HeadsDense(nn.Module):
+    """Dense layer whose kernel keeps the head axes: contracts the last `num_in` input dims.
 
+    In-projection: (D,) → (heads, head_dim), kernel (D, heads, head_dim). Out-projection:
+    (heads, head_dim) → (D,), kernel (heads, head_dim, D). Xavier-uniform over fan-in = the input
+    dims and fan-out = the output dims, which is the distribution of Flax's DenseGeneral on the
+    flattened kernel. (Not DenseGeneral itself: it builds a 2-D kernel and reshapes it inside the
+    initializer, and Flax re-traces that initializer during `apply` to check shapes, which applies
+    the 3-D logical constraint to the 2-D array and fails under a mesh.)
+    """
 
-def _zeros(axes):
-    return nn.with_logical_partitioning(nn.initializers.zeros, axes)
+    features: tuple[int, ...]
+    num_in: int
+    axes: tuple[str | None, ...]  # Logical names of the kernel: input dims, then output dims.
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        shape = x.shape[x.ndim - self.num_in :] + tuple(self.features)
+        ins, outs = tuple(range(self.num_in)), tuple(range(self.num_in, len(shape)))
+        xavier = nn.initializers.xavier_uniform(in_axis=ins, out_axis=outs)
+        kernel = self.param(
+            "kernel", nn.with_logical_partitioning(xavier, self.axes), shape, self.param_dtype
+        )
+        bias = self.param(
+            "bias",
+            nn.with_logical_partitioning(nn.initializers.zeros, self.axes[self.num_in :]),
+            tuple(self.features),
+            self.param_dtype,
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        contract = (tuple(range(x.ndim - self.num_in, x.ndim)), ins)
+        return jax.lax.dot_general(x, kernel, (contract, ((), ()))) + bias
 
 
 def fused_attention(q, k, v, *, implementation=None, pad_multiple=None):
@@ -95,17 +123,11 @@ class MultiHeadDotProductAttention(nn.Module):
         if width % self.num_heads:
             raise ValueError(f"width {width} does not divide into {self.num_heads} heads")
         head_dim = width // self.num_heads
-        qkv = dict(
-            features=(self.num_heads, head_dim),
-            axis=-1,
-            kernel_init=_xavier(("embed", "heads", "kv")),
-            bias_init=_zeros(("heads", "kv")),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        q = nn.DenseGeneral(name="query", **qkv)(inputs_q)
-        k = nn.DenseGeneral(name="key", **qkv)(inputs_kv)
-        v = nn.DenseGeneral(name="value", **qkv)(inputs_kv)
+        dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        qkv = dict(features=(self.num_heads, head_dim), num_in=1, axes=("embed", "heads", "kv"))
+        q = HeadsDense(name="query", **qkv, **dtypes)(inputs_q)
+        k = HeadsDense(name="key", **qkv, **dtypes)(inputs_kv)
+        v = HeadsDense(name="value", **qkv, **dtypes)(inputs_kv)
 
         dropout = self.dropout_rate > 0 and not deterministic
         # `init` makes every collection mutable; weights are only wanted on request in `apply`.
@@ -121,15 +143,8 @@ class MultiHeadDotProductAttention(nn.Module):
             out = fused_attention(
                 q, k, v, implementation=self.implementation, pad_multiple=self._pad_multiple()
             )
-        return nn.DenseGeneral(
-            features=width,
-            axis=(-2, -1),
-            kernel_init=_xavier(("heads", "kv", "embed")),
-            bias_init=_zeros(("embed",)),
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="out",
-        )(out)
+        out_axes = ("heads", "kv", "embed")
+        return HeadsDense(features=(width,), num_in=2, axes=out_axes, name="out", **dtypes)(out)
 
     def _pad_multiple(self):
         if self.pad_multiple is not None:
