@@ -36,6 +36,7 @@ _LABELS = {
     "optim.weight_decay": "wd",
     "data.train_split": "",
     "data.image_size": "res",
+    "optim.warmup_steps": "wu",
 }
 
 

@@ -1,9 +1,13 @@
 """Few-shot linear probe: the closed-form solve, the sampling, and the evaluation loop."""
 
+import sys
+import types
+
 import ml_collections
 import numpy as np
 import pytest
 
+import vit_jax
 from vit_jax import config_lib, fewshot
 
 
@@ -82,13 +86,15 @@ def _fake_eval_iterator(splits):
 
 
 def test_evaluate_extracts_features_and_averages_over_seeds(monkeypatch):
-    import vit_jax.data
-
+    # A stand-in vit_jax.data: the real one imports TensorFlow, slow and beside the point here.
+    fake_data = types.ModuleType("vit_jax.data")
+    monkeypatch.setitem(sys.modules, "vit_jax.data", fake_data)
+    monkeypatch.setattr(vit_jax, "data", fake_data, raising=False)
     # "Images" whose pixels are noisy class blobs; the feature function flattens them.
     x, y = _blobs(50, classes=4, dim=12, spread=0.3)
     xt, yt = _blobs(25, classes=4, dim=12, spread=0.3, seed=0)
     splits = {"train": (x.reshape(-1, 2, 2, 3), y), "test": (xt.reshape(-1, 2, 2, 3), yt)}
-    monkeypatch.setattr(vit_jax.data, "eval_iterator", _fake_eval_iterator(splits), raising=False)
+    fake_data.eval_iterator = _fake_eval_iterator(splits)
     sizes = []
 
     def features_fn(images):
