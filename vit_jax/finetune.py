@@ -55,8 +55,7 @@ def _adapt(flat: dict, target: dict, *, keep_head: bool) -> tuple[dict, list[str
         drop.append("pre_logits/")
         notes.append("pre_logits dropped")
     if "cls" not in target and "cls" in flat:
-        drop.append("cls")
-        notes.append("class token dropped")
+        notes.append("class token dropped")  # By interop.fit, with its posemb row.
     kept = {k: v for k, v in flat.items() if not any(k.startswith(d) for d in drop)}
     return kept, notes
 

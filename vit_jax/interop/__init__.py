@@ -86,7 +86,8 @@ def fit(
     `abstract`: the model's params as jax.ShapeDtypeStruct (from jax.eval_shape); a scanned
     model's stacked blocks are filled from the unrolled ones. `fresh`: regexes of params set to
     zeros instead (a new head); source keys they match are dropped. The position embedding is
-    resampled from `old_grid` to `new_grid` (default: square grids) when their sizes differ.
+    resampled from `old_grid` to `new_grid` (default: square grids) when their sizes differ;
+    a class token the model does not have is dropped with its position-embedding row.
     """
     target = tree.flatten(abstract)
     if any(k.startswith(tree.BLOCK + "/") for k in target):
@@ -95,6 +96,8 @@ def fit(
     flat = {k: v for k, v in flat.items() if not is_fresh(k)}
     if POSEMB in flat and POSEMB in target:
         flat[POSEMB] = _fit_posemb(flat, target, old_grid, new_grid)
+    if "cls" in flat and "cls" not in target:  # Pooling without a class token now.
+        flat.pop("cls")
     out = {}
     for key, want in target.items():
         if is_fresh(key):
