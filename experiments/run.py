@@ -84,14 +84,11 @@ class Progress:
             return None
         x = np.array([self.compute[n] for n in self.done])
         y = np.array(list(self.done.values()))
+        serial = y.mean() * len(left)  # Fixed costs dominate until a compute trend shows.
         if len(x) >= 2 and np.ptp(x) > 0:
             rate, overhead = np.polyfit(x, y, 1)
             if rate > 0 and overhead >= 0:
                 serial = sum(overhead + rate * c for c in left)
-            else:  # Noise beats the trend: compute-weighted mean.
-                serial = y.sum() / x.sum() * sum(left)
-        else:  # One kind of point so far: fixed costs dominate, count points.
-            serial = y.mean() * len(left)
         # Parallel slots shrink wall time by the speed-up seen so far.
         speedup = max(y.sum() / max(time.time() - self.t0, 1e-9), 1.0)
         return serial / speedup
