@@ -18,7 +18,16 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "ruff>=0.6"],
+    "test": [
+        "pytest>=8",
+        "ruff>=0.6",
+        "scipy>=1.11",  # posemb resampling checked against scipy.ndimage.zoom.
+        "timm>=1.0",  # timm interop parity (pulls torch, torchvision); safetensors only.
+        "torch>=2.4",
+        "nbclient>=0.10",  # Executes notebooks/ in CI.
+        "nbformat>=5.10",
+        "ipykernel>=6.29",
+    ],
     "tpu": ["jax[tpu]"],
     "cuda": ["jax[cuda12]"],
 }
