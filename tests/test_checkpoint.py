@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import vit_jax
 from vit_jax import checkpoint, config_lib, models, optim, sharding, steps
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -307,6 +308,10 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path):
     assert_same(final_state(tmp_path / "b"), final_state(tmp_path / "a"))
     rows = [json.loads(x) for x in open(tmp_path / "b" / "metrics.jsonl")]
     assert [r["step"] for r in rows if r["kind"] == "train"][-2:] == [7, 8]
+    clf = vit_jax.load(str(ckpts / "8"))  # A step folder: config.json is two levels up.
+    assert clf.class_names == ("class0", "class1", "class2") and clf.image_size == 16
+    x = np.zeros((1, 16, 16, 1), np.float32)
+    np.testing.assert_array_equal(clf(x), vit_jax.load(str(tmp_path / "a"))(x))
 
 
 if __name__ == "__main__" and sys.argv[1] == "worker":

@@ -182,6 +182,29 @@ def test_scanned_model_and_other_resolution(tmp_path):
     assert vit_jax.load(path, num_classes=0)(x).shape == (2, 32)  # Head dropped: features.
 
 
+def test_hybrid_npz_with_pre_linen_group_norm(tmp_path):
+    """ResNet + ViT: pre-Linen GroupNorm params (1, 1, 1, C); the trunk is read from the names."""
+    module, flat = random_params("R26-w8+mu/4", num_classes=5, image_size=28)
+    path = _save(tmp_path / "hybrid.npz", npz.from_canonical(flat, pre_linen=True))
+    assert np.load(path)["block1/unit1/gn1/scale"].shape == (1, 1, 1, 8)
+    clf = vit_jax.load(path)
+    x = images(size=28)
+    assert clf.model_name == "R26-w8+mu/4" and clf.image_size == 28
+    np.testing.assert_allclose(clf(x), apply(module, flat, x), atol=1e-5)
+
+
+def test_preprocess_matches_the_eval_pipeline(tmp_path):
+    from vit_jax.data import preprocess
+
+    _, flat = random_params("mu/4", num_classes=5, image_size=16)
+    clf = vit_jax.load(_save(tmp_path / "w.npz", flat))
+    pixels = np.random.RandomState(0).randint(0, 256, (3, 21, 27, 1)).astype(np.uint8)
+    expected = preprocess.eval_batch(pixels, 16).numpy()
+    np.testing.assert_allclose(clf.preprocess(pixels), expected, atol=1e-4)
+    rgb = np.repeat(pixels, 3, -1)
+    np.testing.assert_allclose(clf.preprocess(rgb[0]), expected[:1], atol=1e-4)
+
+
 # --- timm ----------------------------------------------------------------------------------------
 
 
