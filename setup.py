@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "ml-collections>=1.0,<2",
     "tensorflow-cpu>=2.18,<3",  # tf.data only; the models never run in TensorFlow.
     "tensorflow-datasets>=4.9.7,<5",
+    "importlib_resources",  # TFDS's download path imports it without declaring it.
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "safetensors>=0.4",
