@@ -1,0 +1,169 @@
+"""vit_jax.benchmark: the CLI end to end, exact step counting, padded attention, GPU import path."""
+
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vit_jax import benchmark
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FAST_COMPILE = '--xla_options={"xla_backend_optimization_level": 0}'  # Logic, not speed, here.
+
+
+def test_cli_train_and_inference_write_json(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    argv = [
+        "--model=mu/16",
+        "--batch=2",
+        "--image_size=32",
+        "--mode=train,inference",
+        "--dtype=float32",
+        "--steps=3",
+        "--repeats=2",
+        "--warmup=1",
+        FAST_COMPILE,
+        f"--json={path}",
+    ]
+    assert benchmark.main(argv) == 0
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["train", "inference"]
+    for r in records:
+        assert r["status"] == "ok", r
+        for key in ("images_per_sec", "tflops", "mfu", "compile_s", "flops_per_image"):
+            assert r[key] > 0, key
+        assert 0 < r["mfu"] <= 1
+        assert r["steps"] == 3 and len(r["times_s"]) == 2
+        median = statistics.median(r["times_s"])  # img/s = batch × steps / median repeat.
+        assert r["images_per_sec"] == pytest.approx(2 * 3 / median)
+        assert r["step_time_s"] == pytest.approx(median / 3)
+        assert r["program_bytes"] > 0
+        assert r["attention"] == "xla" and r["param_dtype"] == "float32"
+    assert records[0]["flops_per_image"] == 3 * records[1]["flops_per_image"]
+    assert "| mu/16 | train | 2 | float32 |" in capsys.readouterr().out
+
+
+class FakeClock:
+    """Advances `per_call` seconds per step call; records how many calls each reading saw."""
+
+    def __init__(self, per_call=0.0):
+        self.calls, self.now, self.per_call, self.readings = 0, 0.0, per_call, []
+
+    def __call__(self):
+        self.readings.append(self.calls)
+        return self.now
+
+    def step(self, carry):
+        self.calls += 1
+        self.now += self.per_call
+        return carry + 1, self.calls
+
+
+def test_measure_times_exactly_the_counted_steps():
+    clock = FakeClock(per_call=0.5)
+    timing = benchmark.measure(clock.step, 0, steps=7, repeats=3, warmup=2, clock=clock)
+    assert clock.calls == timing["calls"] == 2 + 3 * 7
+    assert timing["steps"] == 7
+    assert timing["times_s"] == [3.5, 3.5, 3.5]  # 7 steps × 0.5 s: no more, no fewer.
+    # Readings come in (start, stop) pairs; each timed pair brackets exactly its own steps.
+    pairs = list(zip(clock.readings[::2], clock.readings[1::2], strict=True))
+    assert [b - a for a, b in pairs] == [2, 7, 7, 7]
+
+
+def test_measure_calibrates_steps_to_a_target_duration():
+    clock = FakeClock(per_call=0.1)
+    timing = benchmark.measure(
+        clock.step, 0, steps=1, repeats=2, warmup=1, target_s=1.0, clock=clock
+    )
+    assert timing["steps"] == 10
+    assert clock.calls == timing["calls"] == 1 + 2 + 2 * 10
+    assert timing["times_s"] == pytest.approx([1.0, 1.0])
+
+
+def test_timed_loop_returns_the_last_carry():
+    clock = FakeClock()
+    seconds, carry = benchmark.timed_loop(clock.step, 10, steps=4, clock=clock)
+    assert carry == 14 and clock.calls == 4 and seconds == 0.0
+
+
+def test_padded_attention_path_equals_unpadded():
+    """XLA attention padded to a multiple of 8 (5 tokens → 8, masked by sequence lengths) gives
+    the unpadded model's features and gradients; both match the float32 reference."""
+    records = benchmark.attention_numerics(
+        model="mu/16",
+        batch=2,
+        image_size=32,
+        num_layers=None,
+        variants=[("xla", "float32", "xla", None), ("xla_pad8", "float32", "xla", 8)],
+    )
+    assert [r["status"] for r in records] == ["ok", "ok"], records
+    assert all(r["ok"] and r["finite"] for r in records)
+    padded = records[1]
+    assert padded["features_rel_err_vs_xla"] < 1e-5
+    assert padded["grads_rel_err_vs_xla"] < 1e-5
+
+
+def test_run_many_records_errors_and_skips_what_does_not_fit(tmp_path):
+    path = tmp_path / "r.jsonl"
+    quiet = dict(json_path=str(path), log=lambda s: None)
+    bad = dict(model="no-such-model", batch=2, image_size=32, dtype="float32", compile_only=True)
+    results = benchmark.run_many([bad], **quiet)
+    assert results[0]["status"] == "error" and "no-such-model" in results[0]["error"]
+    too_big = dict(model="mu/16", batch=2, image_size=32, est_compile_s=1e6, label="too big")
+    results = benchmark.run_many([too_big], deadline=time.time() + 600, **quiet)
+    assert results[0]["status"] == "skipped" and results[0]["label"] == "too big"
+    assert "budget" in results[0]["error"]
+    # A fallback that fits replaces the item (here one that fails fast, to stay cheap).
+    with_fallback = dict(too_big, fallback={"model": "no-such-model", "est_compile_s": 1.0})
+    results = benchmark.run_many([with_fallback], deadline=time.time() + 600, **quiet)
+    assert results[0]["label"] == "too big (fallback)" and results[0]["model"] == "no-such-model"
+    assert [json.loads(line)["status"] for line in path.read_text().splitlines()] == [
+        "error",
+        "skipped",
+        "error",
+    ]
+
+
+def test_cli_lists_sweep_the_product():
+    args = benchmark.parse_args(["--model=Ti/16,S/16", "--scan=false,true", "--mode=train,peak"])
+    items = benchmark.plan_from_args(args)
+    assert [(i["model"], i["scan"], i["mode"]) for i in items] == [
+        ("Ti/16", False, "train"),
+        ("Ti/16", True, "train"),
+        ("S/16", False, "train"),
+        ("S/16", True, "train"),
+    ]
+    assert benchmark.parse_args(["--scan"]).scan == [True]
+    with pytest.raises(ValueError):
+        benchmark.BenchConfig(mode="eval")
+
+
+def test_imports_without_ml_collections_and_runs_with_the_stand_in():
+    """The GPU image has no ml_collections / TFDS / TF: importing the benchmark must not need
+    them, and experiments/compat's stand-in must give the registry the same models and FLOPs."""
+    blocked = (
+        "import sys; [sys.modules.__setitem__(m, None) for m in "
+        "('ml_collections', 'tensorflow_datasets', 'tensorflow')]; import vit_jax.benchmark"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", blocked], check=True, cwd=ROOT, env=env)
+    stand_in = (
+        "import ml_collections, sys; assert 'compat' in ml_collections.__file__; "
+        "from vit_jax import flops, models; "
+        "m = models.create('R50+B/16', num_classes=10, scan=True, dtype='bfloat16'); "
+        "assert m.scan and m.resnet_units == (3, 4, 9); "
+        "print(flops.macs('B/16', image_size=224), flops.macs('R50+B/16', image_size=384))"
+    )
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "experiments" / "compat"), str(ROOT)])
+    out = subprocess.run(
+        [sys.executable, "-c", stand_in], check=True, cwd=ROOT, env=env, capture_output=True
+    )
+    from vit_jax import flops
+
+    expected = f"{flops.macs('B/16', image_size=224)} {flops.macs('R50+B/16', image_size=384)}"
+    assert out.stdout.decode().strip() == expected
