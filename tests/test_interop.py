@@ -4,11 +4,14 @@ Fixtures are generated from our own randomly initialised models (no downloaded w
 tests need the test extra (`pip install -e .[test]`: torch, timm) and are skipped without it.
 """
 
+import json
 import os
+import pathlib
 import pickle
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -42,7 +45,7 @@ def images(n=2, size=8, channels=1, seed=0):
 
 
 def apply(module, flat, x):
-    return np.asarray(module.apply({"params": tree.unflatten(flat)}, x))
+    return np.asarray(jax.jit(module.apply)({"params": tree.unflatten(flat)}, x))
 
 
 # --- Position embeddings -----------------------------------------------------------------------
@@ -206,77 +209,101 @@ def test_preprocess_matches_the_eval_pipeline(tmp_path):
 
 
 # --- timm ----------------------------------------------------------------------------------------
+# torch runs in a subprocess without TensorFlow: importing torch (its triton) after TensorFlow in
+# one process can segfault, and other test files import TensorFlow first.
+
+POOLS = ("token", "avg", "map")
+# GELU form → (our model, image size, channels) exported to timm. Exact: timm's own
+# vit_tiny_patch16_224; tanh: a VisionTransformer built from the export's `timm_kwargs`.
+EXPORTS = {"exact": ("Ti/16", 32, 3), "tanh": ("mu/4", 16, 1)}
+GELUS = tuple(EXPORTS)
 
 
-def _timm():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("timm")
-    return torch
-
-
-def torch_logits(model, x):
-    import torch
-
-    with torch.no_grad():
-        return model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
-
-
-@pytest.mark.parametrize("pool", ["token", "avg", "map"])
-def test_timm_state_dict_gives_timm_logits(tmp_path, pool):
-    torch = _timm()
-    from safetensors.torch import save_file
-    from timm.models.vision_transformer import VisionTransformer
-
-    torch.manual_seed(0)
-    t = VisionTransformer(
-        img_size=16,
-        patch_size=4,
-        num_classes=5,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        mlp_ratio=4,
-        class_token=pool == "token",
-        global_pool=pool,
-        fc_norm=False,
-    ).eval()
-    with torch.no_grad():
-        for p in t.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    path = str(tmp_path / "timm.safetensors")
-    save_file({k: v.contiguous() for k, v in t.state_dict().items()}, path)
-    clf = vit_jax.load(path)  # mu/4 inferred; exact GELU, as timm.
-    assert clf.model_name == "mu/4" and clf.spec.gelu == "exact"
-    x = images(3, size=16, channels=3)
-    expected = torch_logits(t, x)
-    np.testing.assert_allclose(clf(x), expected, atol=1e-4 * np.abs(expected).max())
-
-
-@pytest.mark.parametrize("gelu", ["exact", "tanh"])
-def test_export_to_timm_loads_strictly_and_gives_our_logits(tmp_path, gelu):
-    _timm()
+def timm_worker(directory):
+    """In a fresh process: make timm models' state dicts and logits; load our exports strictly."""
     import timm
-    from safetensors.torch import load_file
+    import torch
+    from safetensors.torch import load_file, save_file
     from timm.models.vision_transformer import VisionTransformer
 
-    module, flat = random_params("Ti/16", num_classes=7, image_size=32, gelu=gelu)
-    src = str(tmp_path / "ours.npz")
-    npz.write(src, flat)
-    out = str(tmp_path / "ours.safetensors")
-    weights = interop.read(src, model="Ti/16")
-    weights.overrides["gelu"] = gelu
-    convert.export(weights, out, to="timm")
-    sd = load_file(out)
-    meta = interop.timm.read(out)[1]
-    if gelu == "exact":  # timm's own model definition, as published.
-        t = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=7)
-    else:
-        t = VisionTransformer(**meta["timm_kwargs"])
-    t.load_state_dict(sd, strict=True)
-    x = images(2, size=32, channels=3)
-    ours = apply(module, flat, x)
-    np.testing.assert_allclose(torch_logits(t.eval(), x), ours, atol=1e-4 * np.abs(ours).max())
-    assert vit_jax.load(out).spec.gelu == gelu  # The metadata keeps the GELU form.
+    d = pathlib.Path(directory)
+    inputs = np.load(d / "inputs.npz")
+    out = {}
+
+    def logits(model, x):
+        with torch.no_grad():
+            return model.eval()(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+
+    for pool in POOLS:
+        torch.manual_seed(0)
+        t = VisionTransformer(
+            img_size=16,
+            patch_size=4,
+            num_classes=5,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=4,
+            class_token=pool == "token",
+            global_pool=pool,
+            fc_norm=False,
+        )
+        with torch.no_grad():
+            for p in t.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        save_file({k: v.contiguous() for k, v in t.state_dict().items()}, d / f"{pool}.safetensors")
+        out[pool] = logits(t, inputs["timm"])
+    for gelu in GELUS:
+        path = d / f"ours_{gelu}.safetensors"
+        if gelu == "exact":  # timm's own definition of the model, as published.
+            t = timm.create_model(
+                "vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=7
+            )
+        else:
+            t = VisionTransformer(**json.loads((d / "kwargs.json").read_text()))
+        t.load_state_dict(load_file(path), strict=True)
+        out[gelu] = logits(t, inputs[gelu])
+    np.savez(d / "timm_out.npz", **out)
+
+
+@pytest.fixture(scope="module")
+def timm_run(tmp_path_factory):
+    """Our exports (exact and tanh GELU) → timm; timm's models → state dicts and logits."""
+    pytest.importorskip("timm")
+    d = tmp_path_factory.mktemp("timm")
+    inputs = {"timm": images(3, size=16, channels=3)}
+    ours = {}
+    for gelu, (name, size, channels) in EXPORTS.items():
+        module, flat = random_params(name, num_classes=7, image_size=size, gelu=gelu)
+        weights = interop.read(_save(d / f"ours_{gelu}.npz", flat), model=name)
+        weights.overrides["gelu"] = gelu
+        convert.export(weights, str(d / f"ours_{gelu}.safetensors"), to="timm")
+        inputs[gelu] = images(2, size=size, channels=channels, seed=1)
+        ours[gelu] = apply(module, flat, inputs[gelu])
+    np.savez(d / "inputs.npz", **inputs)
+    meta = interop.timm.read(str(d / "ours_tanh.safetensors"))[1]
+    (d / "kwargs.json").write_text(json.dumps(meta["timm_kwargs"]))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    cmd = [sys.executable, __file__, "timm-worker", str(d)]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return d, inputs["timm"], ours, dict(np.load(d / "timm_out.npz"))
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_timm_state_dict_gives_timm_logits(timm_run, pool):
+    d, small, _, timm_out = timm_run
+    clf = vit_jax.load(str(d / f"{pool}.safetensors"))  # mu/4 inferred; exact GELU, as timm.
+    assert clf.model_name == "mu/4" and clf.spec.gelu == "exact"
+    expected = timm_out[pool]
+    np.testing.assert_allclose(clf(small), expected, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("gelu", GELUS)
+def test_export_to_timm_loads_strictly_and_gives_our_logits(timm_run, gelu):
+    d, _, ours, timm_out = timm_run
+    np.testing.assert_allclose(timm_out[gelu], ours[gelu], atol=1e-4 * np.abs(ours[gelu]).max())
+    assert vit_jax.load(str(d / f"ours_{gelu}.safetensors")).spec.gelu == gelu  # In metadata.
 
 
 # --- Bad input -----------------------------------------------------------------------------------
@@ -370,3 +397,7 @@ def test_import_is_cheap_and_loading_an_npz_needs_no_tensorflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["[]", "5 False"]
+
+
+if __name__ == "__main__" and sys.argv[1] == "timm-worker":
+    timm_worker(sys.argv[2])
