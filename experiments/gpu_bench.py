@@ -50,6 +50,7 @@ XLA_OPTION_SETS = {
     "cublaslt": {"xla_gpu_enable_cublaslt": True},
 }
 GRACE_S = 15  # After the deadline, a phase process gets this long before it is killed.
+CHECK_CAP_S = 150  # The check phase may not take longer than this.
 RERUN_GAIN = 1.02  # Rerun S/16 and L/16 with the B/16 winner only beyond timing noise.
 PHASES = ("check", "train", "inference", "extras", "rerun")
 
@@ -198,7 +199,8 @@ class Runner:
                 text=True,
                 start_new_session=True,  # Own process group: a timeout ends it and its children.
             )
-            timer = threading.Timer(max(left, 0) + GRACE_S, _terminate, args=(proc,))
+            killed = threading.Event()
+            timer = threading.Timer(max(left, 0) + GRACE_S, _terminate, args=(proc, killed))
             timer.start()
             try:
                 for line in proc.stdout:
@@ -211,7 +213,9 @@ class Runner:
                 rc = proc.wait()
             finally:
                 timer.cancel()
-        self.phases.append({"phase": name, "rc": rc, "seconds": time.time() - t0})
+        self.phases.append(
+            {"phase": name, "rc": rc, "seconds": time.time() - t0, "timed_out": killed.is_set()}
+        )
         if rc != 0:
             self.say(f"phase {name}: exit code {rc}; last lines of its log:")
             tail = self.log_path.read_text(encoding="utf-8", errors="replace")[offset:]
@@ -282,8 +286,9 @@ class Runner:
         return total + 10  # + process start
 
 
-def _terminate(proc: subprocess.Popen) -> None:
+def _terminate(proc: subprocess.Popen, killed: threading.Event) -> None:
     """Ends the phase process we started (its own process group), politely first."""
+    killed.set()
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -335,14 +340,19 @@ def main(argv=None) -> int:
             f"--check_layers={c['check_layers']}",
             "--dtype=bfloat16",
         ]
-        r.phase("check", check_args + (["--peak_n=512"] if args.smoke else []), deadline=r.deadline)
+        check_deadline = min(r.deadline, time.time() + CHECK_CAP_S)
+        r.phase(
+            "check", check_args + (["--peak_n=512"] if args.smoke else []), deadline=check_deadline
+        )
     recs = r.records()
     peak = next((x for x in recs if x.get("kind") == "peak"), None)
     if peak:
         r.peak_tflops, r.peak_n = peak["tflops"], peak["n"]
     checks = [x for x in recs if x.get("kind") == "check"]
     cudnn_ok = _check_ok(checks, "cudnn", 64)
-    if not checks:  # No check run: cuDNN on GPU; a crash falls back to XLA (plan_phase).
+    if not any(x.get("attention") == "cudnn" for x in checks) and not _check_crashed(r):
+        # No verdict (check not run, or cut off by its time cap): cuDNN on GPU; a crash in a
+        # later phase switches the rest to XLA (Runner.plan_phase).
         cudnn_ok = not args.smoke
     pad2_ok = _check_ok(checks, "cudnn", 2)
     attention = ("cudnn" if cudnn_ok else "xla") if args.attention == "auto" else args.attention
@@ -453,6 +463,12 @@ def _train_item(s: Settings, label: str, *, tag: str = "", **settings_) -> dict:
         **s.train_timing,
         **settings_,
     )
+
+
+def _check_crashed(r: Runner) -> bool:
+    """The check process died on its own (not cut off by its time cap): likely in cuDNN."""
+    check = next((p for p in r.phases if p["phase"] == "check"), None)
+    return bool(check and check.get("rc") not in (0, 1, None) and not check.get("timed_out"))
 
 
 def _check_ok(checks: list[dict], attention: str, pad: int) -> bool:
