@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Callable
 
@@ -63,14 +62,18 @@ def measure(
 # Peak and model FLOPs.
 
 
-def matmul_peak(*, dtype: str, n: int, steps: int = 10, repeats: int = 3) -> dict:
-    """TFLOP/s of an n×n×n product in `dtype` on the default device (random inputs, median)."""
-    ka, kb = jax.random.split(jax.random.key(42))
+def matmul_peak(*, dtype: str, n: int, steps: int = 10, repeats: int = 5) -> dict:
+    """TFLOP/s of an n×n×n product in `dtype` on the default device, random inputs.
+
+    The best repeat, not the median: a peak is what the device can do, and interference from
+    other work (this repository's CPU machine is shared) only ever slows a repeat down.
+    """
+    ka, kb = jax.random.split(jax.random.key(42, impl="rbg"))
     a = jax.random.normal(ka, (n, n), jnp.dtype(dtype))
     b = jax.random.normal(kb, (n, n), jnp.dtype(dtype))
     product = jax.jit(lambda x, y: x @ y).lower(a, b).compile()
     timing = measure(lambda c: (c, product(a, b)), None, steps=steps, repeats=repeats, warmup=2)
-    seconds = statistics.median(timing["times_s"]) / timing["steps"]
+    seconds = min(timing["times_s"]) / timing["steps"]
     return {"kind": "peak", "dtype": dtype, "n": n, "tflops": 2 * n**3 / seconds / 1e12}
 
 
