@@ -1,11 +1,15 @@
-r"""The longer Fashion-MNIST scaling study: more sizes, ~40× more training than the default.
+r"""The long Fashion-MNIST scaling study: more sizes, up to ~100 epochs, for accelerators.
 
-  python -m experiments.run --sweep=experiments/sweeps/fmnist_scaling_full.py --workdir=runs/full
+  python -m experiments.run --sweep=experiments/sweeps/fmnist_scaling_full.py --workdir=runs/full \
+      --backend=tpu_vm ...        # or locally on a GPU; days on a 2-core CPU
 
 The default study's families extended upwards (ViT to XS/4 and Ti/4, wider CNNs and hybrids), each
-model at two training lengths so every family's frontier reaches its saturating regime. Hours on a
-2-core CPU; minutes a point on an accelerator. Its best ViT is meant to reach ≥ 93% test accuracy.
-Arguments (`:k=v,...`): steps (the longer length; the shorter is a quarter), lr, seed, batch.
+model at two training lengths (a quarter and all of `steps`) with the usual augmentation, so every
+family's frontier reaches its saturating regime. Target: the best ViT at ≥ 93% test accuracy.
+Measured with an independent numpy-fed loop over the same model and optimizer code on one H200:
+XS/4 reaches 90.0% after 8k steps (lr 1e-3) and 91.8% after 20k steps (lr 2e-3); 93% at 48k
+steps is extrapolated, not yet measured.
+Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch.
 """
 
 from experiments.sweep import Sweep, points, product
@@ -20,12 +24,14 @@ MODELS = {
 
 
 def get_sweep(arg=None) -> Sweep:
-    args = config_lib.parse_arg(arg, steps=8000, lr=1e-3, seed=0, batch=128)
+    args = config_lib.parse_arg(arg, steps=48000, lr=2e-3, seed=0, batch=128)
     small = fmnist_scaling.get_sweep(f"lr={args.lr},seed={args.seed},batch={args.batch}")
     base = small.base
     base.data.eval_split = "test"
-    base.checkpoint_every = 1000
-    base.log_every = 100
+    base.data.augment = "pad_crop"  # Many epochs: augmentation against overfitting.
+    base.data.flip = True
+    base.checkpoint_every = 2000
+    base.log_every = 200
     return Sweep(
         base=base,
         axes=product(
