@@ -167,3 +167,17 @@ def test_imports_without_ml_collections_and_runs_with_the_stand_in():
 
     expected = f"{flops.macs('B/16', image_size=224)} {flops.macs('R50+B/16', image_size=384)}"
     assert out.stdout.decode().strip() == expected
+
+
+def test_gpu_script_plans_every_phase_within_its_budget(tmp_path, monkeypatch, capsys):
+    """experiments/gpu_bench.py --dry_run: the GPU plan (goals, ablations, inference table,
+    extras) with time estimates, nothing run; the summary files are written."""
+    from experiments import gpu_bench
+
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert gpu_bench.main(["--dry_run"]) == 0
+    out = capsys.readouterr().out
+    for label in ("B/16 b256:", "S/16 b512:", "L/16 b128:", "B/16 b256 scan", "B/16 b256 xla"):
+        assert f"train: {label}" in out, label
+    assert "remat=dots" in out and "inference: L/16 b1024" in out and "+no-cmdbuf" in out
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "summary.json").exists()
