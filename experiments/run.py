@@ -30,9 +30,13 @@ def write_point_config(point: sweep.Point, path: pathlib.Path) -> None:
     Values are Python literals (repr), so tuples stay tuples and floats round-trip exactly; the
     file only needs vit_jax.config_lib, so it works wherever the engine is installed.
     """
+    path.write_text(point_config_text(point), encoding="utf-8")
+
+
+def point_config_text(point: sweep.Point) -> str:
     values = _flatten(point.config.to_dict())
     body = ",\n".join(f"    {k!r}: {v!r}" for k, v in values.items())
-    path.write_text(
+    return (
         f'"""Run config of sweep point {point.name} (written by experiments.run)."""\n\n'
         "from vit_jax import config_lib\n\n"
         f"VALUES = {{\n{body},\n}}\n\n\n"
@@ -44,8 +48,7 @@ def write_point_config(point: sweep.Point, path: pathlib.Path) -> None:
         "        for part in parents:\n"
         "            node = node[part]\n"
         "        node[leaf] = value\n"
-        "    return config\n",
-        encoding="utf-8",
+        "    return config\n"
     )
 
 
@@ -99,6 +102,10 @@ def _hms(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+class RunError(RuntimeError):
+    """The sweep cannot run as asked; one line."""
+
+
 class Runner:
     """Runs the points of a sweep with a backend and keeps DIR's result files current."""
 
@@ -110,6 +117,7 @@ class Runner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         selected = [p for p in self.points.values() if not only or re.search(only, p.name)]
         jobs = [backends.Job(p.name, self.workdir / p.name) for p in selected]
+        self._check_configs(jobs)
         for job in jobs:
             job.dir.mkdir(exist_ok=True)
             write_point_config(self.points[job.name], job.config_path)
@@ -124,6 +132,16 @@ class Runner:
         self.progress = Progress(compute, out=self.out)
         self.backend.run(todo, self._on_done, lambda job: self.progress.start(job.name))
         return self.write_tables()
+
+    def _check_configs(self, jobs) -> None:
+        """Resuming (or skipping) a point run under another config would mix two experiments."""
+        for job in jobs:
+            if job.config_path.exists():
+                if job.config_path.read_text() != point_config_text(self.points[job.name]):
+                    raise RunError(
+                        f"{job.dir} was run with a different config than the sweep now gives "
+                        "this point; use another --workdir or delete that directory"
+                    )
 
     def _predicted(self, name: str) -> float:
         c = self.points[name].config
@@ -247,7 +265,11 @@ def main(argv=None) -> int:
         return 2
     print(f"sweep {args.sweep}: {len(points)} point(s) → {workdir}  ({shlex.join(sys.argv[1:])})")
     runner = Runner(points, workdir, make_backend(args, workdir))
-    rows = runner.run(only=args.only, dry_run=args.dry_run)
+    try:
+        rows = runner.run(only=args.only, dry_run=args.dry_run)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.dry_run:
         return 0
     failed = [r["name"] for r in rows if r.get("status") != "ok"]

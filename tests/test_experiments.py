@@ -258,6 +258,12 @@ def test_runner_resumes_and_records_failures(tmp_path, monkeypatch, fake_shapes)
     assert len(log.read_text().splitlines()) == 8
     assert f"--workdir={workdir / 'ViT-mu7_steps2'}" in log.read_text()
 
+    # The same names under another base config: refuse rather than mix two experiments.
+    changed = _points()
+    changed[0].config.optim.lr = 0.5
+    with pytest.raises(run.RunError, match="different config"):
+        run.Runner(changed, workdir, backend, out=lines.append).run()
+
 
 def test_dry_run_prints_points_without_running(tmp_path, fake_shapes):
     lines = []
