@@ -5,15 +5,18 @@ Also a worker: `python tests/test_checkpoint.py worker DIR PORT PROC` is one of 
 writing an FSDP checkpoint together.
 """
 
+import atexit
 import glob
 import json
 import logging
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -218,7 +221,8 @@ elif hang.startswith("batch:"):  # Block the input before batch k (training wait
 """
 
 
-def write_folder(root, n_per_class, split, seed):
+def write_folder(root, n_per_class, split, seed, size=16):
+    """Grayscale PNGs root/split/class{i}/{j}.png, each class a different brightness."""
     import tensorflow as tf
 
     rs = np.random.RandomState(seed)
@@ -226,8 +230,40 @@ def write_folder(root, n_per_class, split, seed):
         folder = root / split / f"class{label}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            img = 60 * label + rs.randint(0, 40, (16, 16, 1))
+            img = 60 * label + rs.randint(0, 40, (size, size, 1))
             tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(img.astype(np.uint8)))
+    return root
+
+
+_SHARED: dict = {}
+
+
+def _shared_dir() -> pathlib.Path:
+    if "dir" not in _SHARED:
+        _SHARED["dir"] = pathlib.Path(tempfile.mkdtemp(prefix="vit_jax_tiny_run_"))
+        atexit.register(shutil.rmtree, _SHARED["dir"], ignore_errors=True)
+    return _SHARED["dir"]
+
+
+def tiny_data() -> str:
+    """Three classes of 16×16 grayscale images (48 train, 9 test); made once per session."""
+    root = _shared_dir() / "data"
+    if not root.exists():
+        write_folder(root, (16, 16, 16), "train", 0)
+        write_folder(root, (3, 3, 3), "test", 1)
+    return str(root)
+
+
+def tiny_run() -> pathlib.Path:
+    """The workdir of one finished `python -m vit_jax.main` run of `main_command` (8 steps of
+    mu/4 with a representation layer), made once per session: the uninterrupted reference of
+    the SIGKILL test, the pre-trained model of the fine-tuning test and the notebook's checkpoint.
+    """
+    workdir = _shared_dir() / "run"
+    if not (workdir / "checkpoints" / "8").exists():
+        out = start(main_command(workdir, tiny_data()), _shared_dir()).communicate(timeout=600)[0]
+        assert "Done:" in out, out[-3000:]
+    return workdir
 
 
 def main_command(workdir, root, total_steps=8):
@@ -244,6 +280,7 @@ def main_command(workdir, root, total_steps=8):
         "log_every": 1,
         "progress_bar": False,
         "optim.warmup_steps": 0,
+        "model.representation_size": -1,
         "mesh": "(('data', 1),)",
     }
     return [
@@ -287,13 +324,11 @@ def final_state(workdir):
 def test_sigkill_then_same_command_resumes_exactly(tmp_path):
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(_HANG)
-    write_folder(tmp_path / "data", (16, 16, 16), "train", 0)
-    write_folder(tmp_path / "data", (3, 3, 3), "test", 1)
-    root = str(tmp_path / "data")
-    straight = start(main_command(tmp_path / "a", root), tmp_path)
     # Killed while the async save of step 4 is in flight (committed: step 2).
-    run = main_command(tmp_path / "b", root)
-    kill_when_hung(start(run, tmp_path, hang="commit:4"), tmp_path)
+    run = main_command(tmp_path / "b", tiny_data())
+    interrupted = start(run, tmp_path, hang="commit:4")
+    straight = tiny_run()  # Meanwhile, the same run uninterrupted.
+    kill_when_hung(interrupted, tmp_path)
     ckpts = tmp_path / "b" / "checkpoints"
     assert "2" in os.listdir(ckpts) and "4" not in os.listdir(ckpts)
     assert any("tmp" in name for name in os.listdir(ckpts))  # The half-written step 4.
@@ -303,15 +338,14 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path):
     assert checkpoint.Checkpointer(str(ckpts)).latest_step() == 6
     out = start(run, tmp_path).communicate(timeout=300)[0]
     assert "Done:" in out, out[-3000:]
-    assert straight.communicate(timeout=300)[0].count("Done:") == 1
     assert not any("tmp" in name for name in os.listdir(ckpts))
-    assert_same(final_state(tmp_path / "b"), final_state(tmp_path / "a"))
+    assert_same(final_state(tmp_path / "b"), final_state(straight))
     rows = [json.loads(x) for x in open(tmp_path / "b" / "metrics.jsonl")]
     assert [r["step"] for r in rows if r["kind"] == "train"][-2:] == [7, 8]
     clf = vit_jax.load(str(ckpts / "8"))  # A step folder: config.json is two levels up.
     assert clf.class_names == ("class0", "class1", "class2") and clf.image_size == 16
     x = np.zeros((1, 16, 16, 1), np.float32)
-    np.testing.assert_array_equal(clf(x), vit_jax.load(str(tmp_path / "a"))(x))
+    np.testing.assert_array_equal(clf(x), vit_jax.load(str(straight))(x))
 
 
 if __name__ == "__main__" and sys.argv[1] == "worker":

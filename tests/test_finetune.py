@@ -6,8 +6,8 @@ import importlib.util
 import jax
 import numpy as np
 import pytest
+from test_checkpoint import tiny_run, write_folder
 from test_interop import random_params
-from test_train import write_folder
 
 from vit_jax import config_lib, convert, finetune, interop, models, posemb, train
 from vit_jax.interop import npz, tree
@@ -106,19 +106,13 @@ def load_finetune_config(arg):
 
 
 def test_pretrain_then_finetune_at_another_resolution(tmp_path, monkeypatch):
-    pre_root, ft_root = write_folder(tmp_path / "pre"), tmp_path / "ft"
-    write_folder(tmp_path / "pre", split="test", n_per_class=(2, 2, 2))
-    write_folder(ft_root, n_per_class=(10, 10), size=24)
-    write_folder(ft_root, n_per_class=(3, 3), size=24, split="test")
-    pre = config_lib.base_config()
-    pre.model.name, pre.model.representation_size = "mu/4", -1
-    pre.data.source, pre.data.root, pre.data.image_size = "folder", str(pre_root), 16
-    pre.total_steps, pre.batch_size, pre.mesh, pre.progress_bar = 3, 16, (("data", 1),), False
-    pre.optim.warmup_steps, pre.eval_every = 0, 0
-    train.train_and_evaluate(pre, str(tmp_path / "pretrain"))
-    pretrained = tree.flatten(jax.tree.map(np.asarray, _final_params(tmp_path / "pretrain")))
-
-    c = load_finetune_config(f"model=mu/4,batch=16,res=24,steps=3,init={tmp_path / 'pretrain'}")
+    """From a tiny run (mu/4, 16 px, 3 classes, pre_logits) to 24 px and 2 classes, one block's
+    MLP frozen: the head starts at zero, the posemb is resampled, frozen weights stay put."""
+    pretrain = tiny_run()
+    pretrained = tree.flatten(jax.tree.map(np.asarray, _final_params(pretrain)))
+    ft_root = write_folder(tmp_path / "ft", (10, 10), "train", 2, size=24)
+    write_folder(ft_root, (3, 3), "test", 3, size=24)
+    c = load_finetune_config(f"model=mu/4,batch=16,res=24,steps=3,init={pretrain}")
     c.data.source, c.data.root, c.data.train_split = "folder", str(ft_root), "train"
     c.model.dtype, c.mesh, c.progress_bar, c.optim.warmup_steps = (
         "float32",
@@ -144,6 +138,8 @@ def test_pretrain_then_finetune_at_another_resolution(tmp_path, monkeypatch):
     for key, value in final.items():
         frozen = key.startswith("Transformer/encoderblock_0/MlpBlock_0/")
         assert np.array_equal(value, captured[key]) == frozen, key
+        if frozen:
+            np.testing.assert_array_equal(value, pretrained[key])
     assert final["head/kernel"].any()
 
 

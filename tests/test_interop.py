@@ -188,12 +188,12 @@ def test_scanned_model_and_other_resolution(tmp_path):
 
 def test_hybrid_npz_with_pre_linen_group_norm(tmp_path):
     """ResNet + ViT: pre-Linen GroupNorm params (1, 1, 1, C); the trunk is read from the names."""
-    module, flat = random_params("R26-w8+mu/4", num_classes=5, image_size=28)
+    module, flat = random_params("R11-w8+mu/4", num_classes=5, image_size=28)
     path = _save(tmp_path / "hybrid.npz", npz.from_canonical(flat, pre_linen=True))
     assert np.load(path)["block1/unit1/gn1/scale"].shape == (1, 1, 1, 8)
     clf = vit_jax.load(path)
     x = images(size=28)
-    assert clf.model_name == "R26-w8+mu/4" and clf.image_size == 28
+    assert clf.model_name == "R11-w8+mu/4" and clf.image_size == 28
     np.testing.assert_allclose(clf(x), apply(module, flat, x), atol=1e-5)
 
 

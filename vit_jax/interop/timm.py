@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 
 import numpy as np
 
@@ -115,20 +116,38 @@ def write(path: str, sd: dict[str, np.ndarray], *, metadata: dict[str, object]) 
 
 
 def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """(state dict, metadata) of a .safetensors file; one-line ValueError if it is damaged."""
-    from safetensors import SafetensorError, safe_open
+    """(state dict, metadata) of a .safetensors file (local or gs://); one-line ValueError if it
+    is damaged. Local files are memory-mapped; remote ones read whole."""
+    from safetensors import SafetensorError
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: file not found")
     try:
-        with safe_open(path, framework="numpy") as f:
-            meta = f.metadata() or {}
-            sd = {}
-            for key in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
-                sd[key] = f.get_tensor(key)
-    except (SafetensorError, OSError, ValueError, TypeError) as e:
+        if "://" in path:
+            sd, meta = _read_bytes(path)
+        else:
+            sd, meta = _read_local(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except (SafetensorError, OSError, ValueError, TypeError, struct.error) as e:
         raise ValueError(f"{path}: not a readable .safetensors file ({str(e).strip()})") from None
     return sd, {k: _json_or_str(v) for k, v in meta.items()}
+
+
+def _read_local(path):
+    from safetensors import safe_open
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    with safe_open(path, framework="numpy") as f:
+        return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}  # noqa: SIM118
+
+
+def _read_bytes(path):
+    from etils import epath
+    from safetensors.numpy import load
+
+    data = epath.Path(path).read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    return load(data), json.loads(data[8 : 8 + size]).get("__metadata__") or {}
 
 
 def _block_to_timm(f, src, dst) -> dict:
