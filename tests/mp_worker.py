@@ -44,7 +44,10 @@ def main():
         placed = steps.place_state(model, tx_fn, input_shape=(1, 16, 16, 3), mesh=mesh, rules=rules)
         state = placed.init(jax.random.key(0))
         step = steps.make_train_step(
-            model, tx_fn(placed.abstract.params), config=c, mesh=mesh,
+            model,
+            tx_fn(placed.abstract.params),
+            config=c,
+            mesh=mesh,
             state_shardings=placed.shardings,
         )
         if mode == "single":

@@ -5,8 +5,8 @@ import json
 import jax
 import numpy as np
 import pytest
-
 from test_train import small_config, write_folder
+
 from vit_jax import checkpoint, data, metrics, train
 
 
@@ -100,3 +100,13 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(folder, tmp_path, 
     step, state = final_params(tmp_path)
     assert step == 2
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
+
+
+def test_fewshot_probe_runs_at_eval(folder, tmp_path):
+    c = folder_config(folder, total_steps=2, eval_every=0)
+    c.fewshot.dataset = "folder"  # With source=folder the run's own folder is used.
+    c.fewshot.shots, c.fewshot.seeds = (1, 3), 2
+    summary = train.train_and_evaluate(c, str(tmp_path))
+    final = metrics.read(str(tmp_path), "eval")[-1]
+    for key in ("fewshot_1shot", "fewshot_3shot"):
+        assert 0.0 <= final[key] <= 1.0 and summary[key] == final[key]

@@ -41,7 +41,10 @@ def one_step(c, strategy, mesh_axes, batch, devices=None):
         placed = steps.place_state(model, tx_fn, input_shape=(1, 16, 16, 1), mesh=mesh, rules=rules)
         state = placed.init(jax.random.key(0))
         step = steps.make_train_step(
-            model, tx_fn(placed.abstract.params), config=c, mesh=mesh,
+            model,
+            tx_fn(placed.abstract.params),
+            config=c,
+            mesh=mesh,
             state_shardings=placed.shardings,
         )
         state, metrics = step(state, sharding.to_global(batch, mesh), jax.random.key(1))
@@ -87,7 +90,10 @@ def test_placement_of_a_big_model_is_as_configured(strategy):
     c = config_lib.base_config()
     tx_fn = lambda p: optim.make(c.optim, total_steps=10, params=p)  # noqa: E731
     placed = steps.place_state(
-        model, tx_fn, input_shape=(1, 224, 224, 3), mesh=mesh,
+        model,
+        tx_fn,
+        input_shape=(1, 224, 224, 3),
+        mesh=mesh,
         rules=sharding.rules_for(strategy, mesh),
     )
     block = placed.shardings.params["Transformer"]["encoderblock_0"]
@@ -116,7 +122,9 @@ def write_folder(root, n_per_class=(13, 12, 12), size=16, split="train", seed=0)
         folder = root / split / f"class{label}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            img = np.full((size, size, 3), 60 * label, np.uint8) + rs.randint(0, 40, (size, size, 3))
+            img = np.full((size, size, 3), 60 * label, np.uint8) + rs.randint(
+                0, 40, (size, size, 3)
+            )
             tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(img.astype(np.uint8)))
     return root
 
@@ -134,7 +142,9 @@ def test_eval_counts_every_example_once(tmp_path):
     params = jax.tree.map(np.asarray, params)
     with jax.set_mesh(mesh):
         shardings = jax.tree.map(lambda _: sharding.batch_sharding(mesh).with_spec(P()), params)
-        eval_step = steps.make_eval_step(model, mesh=mesh, param_shardings=shardings, loss_kind="softmax_xent")
+        eval_step = steps.make_eval_step(
+            model, mesh=mesh, param_shardings=shardings, loss_kind="softmax_xent"
+        )
         result = train.evaluate(c, eval_step, params, mesh)
     assert result["eval_examples"] == 37
     from vit_jax import data
@@ -162,8 +172,13 @@ def test_one_line_errors(tmp_path):
 
 def test_cli_error_is_one_line(tmp_path):
     cmd = [
-        sys.executable, "-m", "vit_jax.main", "--config=configs/fashion_mnist.py",
-        f"--workdir={tmp_path}", "--config.batch_size=12", "--config.mesh=(('data', 4),)",
+        sys.executable,
+        "-m",
+        "vit_jax.main",
+        "--config=configs/fashion_mnist.py",
+        f"--workdir={tmp_path}",
+        "--config.batch_size=12",
+        "--config.mesh=(('data', 4),)",
     ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
@@ -186,13 +201,21 @@ def test_two_processes_equal_one_process(tmp_path):
     procs = [
         subprocess.Popen(
             worker + ["multi", str(tmp_path / "multi.npz"), str(root), port, str(i)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in range(2)
     ]
     single = subprocess.run(
         worker + ["single", str(tmp_path / "single.npz"), str(root)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert single.returncode == 0, single.stderr[-3000:]

@@ -84,7 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = (("data", -1), ("model", 1))  # Axis name, size; -1 takes the remaining devices.
     c.sharding = "dp"  # dp | fsdp | tp | fsdp_tp: where params and optimizer state live.
 
-    # Few-shot linear probe on frozen pre-logits (paper §4.1), run at every eval when dataset is set.
+    # Few-shot linear probe on frozen pre-logits (paper §4.1), at every eval when dataset is set.
     c.fewshot = ml_collections.ConfigDict()
     c.fewshot.dataset = _str()  # TFDS name; None = off.
     c.fewshot.train_split = "train"  # Shots are drawn from here ...

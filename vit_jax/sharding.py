@@ -44,7 +44,9 @@ def make_mesh(axes: Sequence[Sequence], devices=None) -> Mesh:
         raise ValueError(f"config.mesh={tuple(axes)} does not divide {len(devices)} devices")
     sizes = [len(devices) // known if s == -1 else s for s in sizes]
     if int(np.prod(sizes)) != len(devices):
-        raise ValueError(f"config.mesh={tuple(axes)} needs {np.prod(sizes)} devices, have {len(devices)}")
+        raise ValueError(
+            f"config.mesh={tuple(axes)} needs {np.prod(sizes)} devices, have {len(devices)}"
+        )
     # Auto axes: XLA's sharding propagation places intermediates; the rules pin params and batch.
     auto = (jax.sharding.AxisType.Auto,) * len(names)
     return jax.make_mesh(tuple(sizes), names, axis_types=auto, devices=devices)

@@ -65,7 +65,9 @@ def place_state(model, tx_fn, *, input_shape, mesh, rules) -> Placed:
         TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params_abs, opt_state=opt_abs),
         shardings,
     )
-    return Placed(abstract=abstract, shardings=shardings, init=jax.jit(init, out_shardings=shardings))
+    return Placed(
+        abstract=abstract, shardings=shardings, init=jax.jit(init, out_shardings=shardings)
+    )
 
 
 def per_example_loss(logits, labels, *, kind: str, label_smoothing: float = 0.0):

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
-from vit_jax import checkpoint, config_lib, data, models, optim, sharding, steps
+from vit_jax import checkpoint, config_lib, data, fewshot, models, optim, sharding, steps
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
 
@@ -44,7 +45,8 @@ def check_shapes(config, mesh) -> None:
         )
     if config.batch_size % jax.process_count():
         raise config_lib.ConfigError(
-            f"config.batch_size={config.batch_size} is not divisible by {jax.process_count()} processes"
+            f"config.batch_size={config.batch_size} is not divisible by "
+            f"{jax.process_count()} processes"
         )
     spec = models.spec(config.model.name)
     stride = spec.get("total_stride") or (spec.get("patch_size") or 1)
@@ -91,6 +93,7 @@ def _run(config, workdir, model, info, mesh, rules, input_shape):
     eval_step = steps.make_eval_step(
         model, mesh=mesh, param_shardings=placed.shardings.params, loss_kind=config.loss
     )
+    run_eval = lambda params: evaluate(config, eval_step, params, mesh, model)  # noqa: E731
     writer = MetricWriter(workdir)
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(placed.abstract.params))
     logging.info("Model %s: %s params; starting at step %d", config.model.name, n_params, start)
@@ -99,8 +102,8 @@ def _run(config, workdir, model, info, mesh, rules, input_shape):
     summary = {"step": start, "params": n_params}
     try:
         if start < config.total_steps:
-            state = _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt)
-        results = evaluate(config, eval_step, state.params, mesh)
+            state = _train_loop(config, state, start, train_step, run_eval, rng, mesh, writer, ckpt)
+        results = run_eval(state.params)
         summary.update(results)
         if start < config.total_steps:  # A finished run re-opened only re-reports.
             writer.write(config.total_steps, "eval", results)
@@ -130,7 +133,7 @@ def _initial_state(config, placed, ckpt):
     return state
 
 
-def _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, ckpt):
+def _train_loop(config, state, start, train_step, run_eval, rng, mesh, writer, ckpt):
     feed = Feed(
         data.train_iterator(
             config.data,
@@ -152,16 +155,24 @@ def _train_loop(config, state, start, train_step, eval_step, rng, mesh, writer, 
                 values = _check_finite(jax.device_get(metrics), step, ckpt)
                 now = time.time()
                 rate = (step - last_step) * config.batch_size / max(now - last_t, 1e-9)
-                values |= {"img_per_sec": rate, "input_img_per_sec": feed.rate(), "lr": _lr(config, step)}
+                values |= {
+                    "img_per_sec": rate,
+                    "input_img_per_sec": feed.rate(),
+                    "lr": _lr(config, step),
+                }
                 writer.write(step, "train", values)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}")
                 last_t, last_step = now, step
             bar.update(1)
             if step < config.total_steps and config.eval_every and step % config.eval_every == 0:
-                results = evaluate(config, eval_step, state.params, mesh)
+                results = run_eval(state.params)
                 writer.write(step, "eval", results)
                 bar.write(f"step {step}: eval accuracy {results['accuracy']:.4f}")
-            if step < config.total_steps and config.checkpoint_every and step % config.checkpoint_every == 0:
+            if (
+                step < config.total_steps
+                and config.checkpoint_every
+                and step % config.checkpoint_every == 0
+            ):
                 _save(ckpt, step, state, metrics)
     finally:
         bar.close()
@@ -192,8 +203,26 @@ def _save(ckpt, step, state, metrics):
     ckpt.save(step, state)
 
 
-def evaluate(config, eval_step, params, mesh) -> dict:
-    """Top-1 accuracy and mean loss over the whole eval split (every example exactly once)."""
+def features_fn(model, params, mesh):
+    """images (the same full batch on every process) → pooled pre-logits as numpy, for few-shot."""
+    sharding_ = sharding.batch_sharding(mesh)
+
+    @jax.jit
+    def apply(p, images):
+        _, state = model.apply({"params": p}, images, train=False, mutable=["intermediates"])
+        return state["intermediates"]["pre_logits"]["features"][0].astype(jnp.float32)
+
+    def fn(images):
+        images = np.asarray(images, np.float32)
+        x = jax.make_array_from_callback(images.shape, sharding_, lambda idx: images[idx])
+        return np.asarray(multihost_utils.process_allgather(apply(params, x), tiled=True))
+
+    return fn
+
+
+def evaluate(config, eval_step, params, mesh, model=None) -> dict:
+    """Top-1 accuracy and mean loss over the whole eval split (every example exactly once),
+    plus the few-shot linear probes of `config.fewshot` when a dataset is set."""
     totals = None
     for batch in data.eval_iterator(
         config.data,
@@ -205,11 +234,15 @@ def evaluate(config, eval_step, params, mesh) -> dict:
         totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
     count = max(float(totals["count"]), 1.0)
-    return {
+    results = {
         "accuracy": float(totals["correct"]) / count,
         "loss": float(totals["loss"]) / count,
         "eval_examples": float(totals["count"]),
     }
+    if config.fewshot.dataset and model is not None:
+        fn = features_fn(model, params, mesh)
+        results |= fewshot.evaluate(fn, config.fewshot, config.data, batch_size=config.batch_size)
+    return results
 
 
 def _print_summary(config, summary) -> None:
