@@ -23,6 +23,7 @@ def attention_numerics(
     variants: Iterable[tuple[str, str, str, int | None]] | None = None,
     seed: int = 0,
     on_record: Callable[[dict], None] | None = None,
+    compiler_options: dict | None = None,
 ) -> list[dict]:
     """Pooled features and parameter gradients of attention variants vs a float32 reference.
 
@@ -31,7 +32,7 @@ def attention_numerics(
     reference is XLA attention, float32, highest matmul precision, unpadded. Errors are relative
     L2 norms over all features / all gradients, against the reference and against the XLA,
     unpadded variant of the same dtype. `num_layers` truncates the model (the attention numerics
-    do not depend on depth; compiling is faster).
+    do not depend on depth; compiling is faster). `compiler_options` go to every XLA compile.
     """
     import flax.linen as nn
 
@@ -70,7 +71,8 @@ def attention_numerics(
             return features, grads
 
         with jax.default_matmul_precision(precision) if precision else _null():
-            compiled = jax.jit(fwd_bwd).lower(params, images, proj).compile()
+            lowered = jax.jit(fwd_bwd).lower(params, images, proj)
+            compiled = lowered.compile(compiler_options=compiler_options)
         features, grads = compiled(params, images, proj)
         flat = jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
         return (

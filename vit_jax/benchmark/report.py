@@ -28,8 +28,8 @@ def table(records: list[dict]) -> str:
                     str(r.get("attention", "")),
                     str(r.get("scan", "")),
                     str(r.get("remat", "")),
-                    f"{r['images_per_sec']:,.0f}" if ok else "",
-                    f"{r['tflops']:.1f}" if ok else "",
+                    rate(r["images_per_sec"]) if ok else "",
+                    f"{r['tflops']:.3g}" if ok else "",
                     f"{r['mfu']:.1%}" if ok and r.get("mfu") is not None else "",
                     f"{r['compile_s']:.1f}" if r.get("compile_s") is not None else "",
                     f"{gib / 2**30:.2f}" if gib else "",
@@ -39,6 +39,11 @@ def table(records: list[dict]) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def rate(x: float) -> str:
+    """1,234 for GPU-sized rates; 3 significant digits for the CPU's small ones."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _status(r: dict) -> str:

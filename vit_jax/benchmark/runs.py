@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import statistics
@@ -22,6 +23,7 @@ from vit_jax.benchmark.config import (
     param_dtype_of,
     resolve_attention,
 )
+from vit_jax.benchmark.report import rate
 from vit_jax.benchmark.timing import default_peak_n, matmul_peak, measure
 
 
@@ -272,6 +274,7 @@ def run_many(
                 record = {"kind": cfg.mode, **dataclasses.asdict(cfg), "status": "error"}
                 record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
         record.update(est_compile_s=est[0], est_run_s=est[1])
+        gc.collect()  # The run's state, batch and executable go now, before the next run's.
         log(f"[bench] {name}: {summarize(record)}")
         append_record(json_path, record)
         results.append(record)
@@ -282,7 +285,7 @@ def summarize(r: dict) -> str:
     if r.get("status") == "ok":
         mfu = f", MFU {r['mfu']:.1%}" if r.get("mfu") is not None else ""
         return (
-            f"{r['images_per_sec']:,.0f} img/s, {r['tflops']:.1f} TFLOP/s{mfu}, "
+            f"{rate(r['images_per_sec'])} img/s, {r['tflops']:.3g} TFLOP/s{mfu}, "
             f"compile {r['compile_s']:.1f}s"
         )
     if r.get("status") == "compiled":
