@@ -8,8 +8,9 @@ phase, not the run; runs inside a phase share XLA's in-process autotuning result
              (cuDNN attention if the check passed, unrolled layers, no remat), then the B/16
              ablations: layer scan, XLA attention, remat 'dots'.
   inference  img/s at batch 64 / 256 / 1024 for Ti, S, B, L at 224 (layer scan: fast compiles).
-  extras     B/16 with XLA option sets, cuDNN with even (198) instead of 64-multiple padding,
-             B/16 inference unrolled.
+  extras     B/16 with XLA option sets (cuBLASLt, command buffers off, latency-hiding scheduler,
+             Triton GEMMs off), cuDNN with even (198) instead of 64-multiple padding, B/16
+             inference unrolled.
   rerun      S/16 and L/16 again with the B/16 winner, if an ablation or extra beat the guess.
 Each run is skipped when its estimated compile + run time would overrun the budget (estimates
 rescaled by the compiles measured so far); the inference phase's estimate is held back from the
@@ -46,9 +47,10 @@ INFERENCE_BATCHES = (64, 256, 1024)
 # scheduler has no collectives to hide, command buffers (CUDA graphs) are on by default, and
 # jax_default_matmul_precision only affects float32 matmuls (none here: bf16 compute).
 XLA_OPTION_SETS = {
+    "cublaslt": {"xla_gpu_enable_cublaslt": True},  # bias / GELU epilogues fused into the GEMMs
+    "no-cmdbuf": {"xla_gpu_enable_command_buffer": ""},  # CUDA graphs off
     "lhs": {"xla_gpu_enable_latency_hiding_scheduler": True},
-    "no-cmdbuf": {"xla_gpu_enable_command_buffer": ""},
-    "cublaslt": {"xla_gpu_enable_cublaslt": True},
+    "no-triton-gemm": {"xla_gpu_enable_triton_gemm": False},  # cuBLAS for every GEMM
 }
 GRACE_S = 15  # After the deadline, a phase process gets this long before it is killed.
 CHECK_CAP_S = 150  # The check phase may not take longer than this.
@@ -426,8 +428,8 @@ def main(argv=None) -> int:
         _train_item(s, "B/16", tag=f"+{name}", xla_options=opts, **b16)
         for name, opts in XLA_OPTION_SETS.items()
     ]
-    if attention == "cudnn" and pad2_ok:
-        extras.append(_train_item(s, "B/16", tag="cudnn pad 198", pad_multiple=2, **b16))
+    if attention == "cudnn" and pad2_ok:  # Second: what the per-layer padding costs.
+        extras.insert(1, _train_item(s, "B/16", tag="cudnn pad 198", pad_multiple=2, **b16))
     if attention == "cudnn" and _check_ok(checks, "cudnn", 1):
         extras.append(_train_item(s, "B/16", tag="cudnn unpadded", pad_multiple=1, **b16))
     m, b = s.goals["B/16"][0], s.inference_batches[1]
