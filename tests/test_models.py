@@ -155,7 +155,7 @@ def test_spec_is_a_copy_with_the_hyperparameters():
 
 def test_overrides_match_the_config_schema():
     keys = set(config_lib.base_config().model) - {"name"}
-    assert keys == set(registry.OVERRIDE_KEYS)
+    assert keys == set(models.OVERRIDE_KEYS)
     defaults = dict(config_lib.base_config().model)
     del defaults["name"]
     for name in ("Ti/16", "R26+S/32", "R50x1", "R20-w8"):

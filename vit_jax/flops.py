@@ -24,7 +24,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from vit_jax.models import registry
+from vit_jax import models
 
 
 def macs(
@@ -41,7 +41,7 @@ def macs(
     `overrides` are those of `vit_jax.models.create` (e.g. classifier='map', representation_size).
     `count_padding=False` leaves out conv taps that fall on SAME padding (as XLA counts).
     """
-    c = registry.resolve(name, overrides)
+    c = models.resolve(name, overrides)
     h = w = image_size
     total = 0
     if c.resnet is not None:

@@ -23,8 +23,6 @@ import copy
 import jax.numpy as jnp
 import ml_collections
 
-from vit_jax.models import resnet, vit
-
 # size: (hidden_size, num_layers, mlp_dim, num_heads)
 VIT_SIZES = {
     "mu": (32, 1, 128, 2),
@@ -185,8 +183,8 @@ def _register_reference_aliases():
     for size, patch in (("L", 16), ("L", 32), ("H", 14), ("g", 14), ("G", 14)):
         _alias(f"ViT-{size}_{patch}", f"{size}/{patch}")
     for name in ("R50+B/16", "R26+B/32", "R26+S/32", "R50+L/32"):
-        trunk, vit = name.split("+")
-        _alias(f"{trunk}+ViT-{vit.replace('/', '_')}", name)
+        trunk, tower = name.split("+")
+        _alias(f"{trunk}+ViT-{tower.replace('/', '_')}", name)
     _alias("R+ViT-Ti_16", "Rstem+Ti/32")
 
 
@@ -293,48 +291,3 @@ def _dtype_name(key, value) -> str:
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"model override {key}={value!r}: not a floating dtype")
     return dtype.name
-
-
-def create(name: str, *, num_classes: int | None, **overrides):
-    """The Flax module of `name`; see `resolve` for the overrides it accepts."""
-    return build(resolve(name, overrides), num_classes=num_classes)
-
-
-def build(c: ml_collections.ConfigDict, *, num_classes: int | None):
-    """The Flax module of a (resolved) spec."""
-    dtypes = dict(dtype=jnp.dtype(c.dtype), param_dtype=jnp.dtype(c.param_dtype))
-    if c.family == "resnet":
-        return resnet.ResNet(
-            num_classes=num_classes,
-            width=c.resnet.width,
-            units=tuple(c.resnet.units),
-            stem=c.resnet.stem,
-            **dtypes,
-        )
-    trunk = {}
-    if c.resnet is not None:
-        trunk = dict(
-            resnet_units=tuple(c.resnet.units),
-            resnet_width=c.resnet.width,
-            resnet_stem=c.resnet.stem,
-        )
-    return vit.VisionTransformer(
-        num_classes=num_classes,
-        patch_size=c.patch_size,
-        hidden_size=c.hidden_size,
-        num_layers=c.num_layers,
-        mlp_dim=c.mlp_dim,
-        num_heads=c.num_heads,
-        classifier=c.classifier,
-        representation_size=c.representation_size,
-        posemb=c.posemb,
-        dropout_rate=c.dropout_rate,
-        attention_dropout_rate=c.attention_dropout_rate,
-        stochastic_depth=c.stochastic_depth,
-        gelu=c.gelu,
-        scan=c.scan,
-        remat_policy=c.remat_policy,
-        attention_impl=c.attention_impl,
-        **trunk,
-        **dtypes,
-    )

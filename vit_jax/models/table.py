@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vit_jax import flops
+from vit_jax import flops, models
 from vit_jax.models import registry
 
 
@@ -30,7 +30,7 @@ def trace_smallest(name: str, *, num_classes: int = 7) -> tuple[tuple[int, ...],
     """
     c = registry.spec(name)
     scan = c.num_layers > 2 if c.family != "resnet" else None  # Scanning 1-2 blocks costs more.
-    module = registry.create(name, num_classes=num_classes, scan=scan)
+    module = models.create(name, num_classes=num_classes, scan=scan)
     size = 2 * c.total_stride
     images = jax.ShapeDtypeStruct((1, size, size, c.channels), jnp.float32)
     out, variables = jax.eval_shape(
@@ -44,7 +44,7 @@ def count(name: str) -> int:
     """Parameters of `name` at its native size, classes and channels (scan traces faster)."""
     c = registry.spec(name)
     scan = True if c.family != "resnet" else None
-    module = registry.create(name, num_classes=c.num_classes, scan=scan)
+    module = models.create(name, num_classes=c.num_classes, scan=scan)
     return num_params(module, image_size=c.image_size, channels=c.channels)
 
 
