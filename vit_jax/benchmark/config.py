@@ -13,6 +13,19 @@ REMAT = ("none", "full", "dots", "dots_no_batch")
 CUDNN_HLO_MARKER = "__cudnn$fmha"  # Custom-call targets of cuDNN fused attention in the HLO.
 
 
+def uses_cudnn_attention(lowered, compiled) -> bool:
+    """Whether the program calls cuDNN fused attention: in the HLO XLA compiled, or — should a
+    newer XLA rename the call while compiling it — in the program JAX lowered (it compiled, so
+    XLA took it)."""
+    for stage in (compiled, lowered):
+        try:
+            if CUDNN_HLO_MARKER in (stage.as_text() or ""):
+                return True
+        except Exception:  # noqa: BLE001 - as_text is best effort on some backends.
+            pass
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """One benchmark run. `param_dtype=None`: float32 master weights for training, the compute

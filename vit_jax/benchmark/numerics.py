@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax.benchmark.config import CUDNN_HLO_MARKER
+from vit_jax.benchmark.config import uses_cudnn_attention
 from vit_jax.benchmark.runs import rbg_key
 
 
@@ -78,7 +78,7 @@ def attention_numerics(
         return (
             np.asarray(features),
             np.asarray(flat),
-            CUDNN_HLO_MARKER in (compiled.as_text() or ""),
+            uses_cudnn_attention(lowered, compiled),
         )
 
     ref = evaluate(base.clone(dtype=jnp.float32, attention_impl="xla"), precision="highest")

@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax.benchmark.config import (
-    CUDNN_HLO_MARKER,
     BenchConfig,
     describe,
     param_dtype_of,
     resolve_attention,
+    uses_cudnn_attention,
 )
 from vit_jax.benchmark.report import rate
 from vit_jax.benchmark.timing import default_peak_n, matmul_peak, measure
@@ -98,8 +98,10 @@ def _compile(jitted, *args, xla_options=None):
     it barely moves with the load that makes the wall time drift.
     """
     wall, cpu = time.perf_counter(), time.process_time()
-    compiled = jitted.lower(*args).compile(compiler_options=xla_options or None)
+    lowered = jitted.lower(*args)
+    compiled = lowered.compile(compiler_options=xla_options or None)
     timing = {"compile_s": time.perf_counter() - wall, "compile_cpu_s": time.process_time() - cpu}
+    timing["cudnn_attention_in_hlo"] = uses_cudnn_attention(lowered, compiled)
     return compiled, timing
 
 
@@ -176,12 +178,10 @@ def run(cfg: BenchConfig, *, peak: dict | None = None) -> dict:
     """Compile and time one configuration; returns the JSON record (see module docstring)."""
     prepare = _prepare_train if cfg.mode == "train" else _prepare_inference
     compiled, compile_timing, step, carry = prepare(cfg)
-    hlo = compiled.as_text() or ""
     record = {
         "kind": cfg.mode,
         **describe(cfg),
         **compile_timing,
-        "cudnn_attention_in_hlo": CUDNN_HLO_MARKER in hlo,
         "flops_per_image": flops_per_image(cfg),
         **_memory(compiled),
         **environment(),
