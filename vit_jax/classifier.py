@@ -48,7 +48,7 @@ class Classifier:
         from vit_jax import models
 
         self.model_name = weights.model
-        self.spec = models.registry.resolve(weights.model, weights.overrides)
+        self.spec = models.resolve(weights.model, weights.overrides)
         self.num_classes = weights.num_classes if num_classes is None else num_classes
         self.image_size = int(image_size or weights.image_size or self.spec.image_size)
         self.channels = _channels(weights.params)

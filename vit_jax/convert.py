@@ -46,7 +46,7 @@ def export(weights, out: str, *, to: str, pre_linen: bool = False, overwrite: bo
 def _write_timm(weights, path: str) -> None:
     from vit_jax import models
 
-    spec = models.registry.resolve(weights.model, weights.overrides)
+    spec = models.resolve(weights.model, weights.overrides)
     sd = timm.to_timm(weights.params, num_heads=spec.num_heads)
     meta = {
         "format": "vit_jax/timm",

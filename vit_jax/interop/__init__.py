@@ -62,6 +62,8 @@ def read(path: str, *, model: str | None = None) -> Weights:
         return _read_timm(path, model)
     from vit_jax import checkpoint  # Orbax only when needed.
 
+    if not _exists(path):
+        raise FileNotFoundError(f"{path}: not found")
     if not _is_dir(path):
         raise ValueError(
             f"{path}: unsupported weights (expected a workdir or Orbax checkpoint directory, "
@@ -195,6 +197,12 @@ def abstract_params(module, image_size: int, channels: int) -> dict:
     images = jax.ShapeDtypeStruct((1, image_size, image_size, channels), np.float32)
     shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x), images)
     return nn.unbox(shapes["params"])
+
+
+def _exists(path: str) -> bool:
+    from etils import epath
+
+    return epath.Path(path).exists()
 
 
 def _is_dir(path: str) -> bool:

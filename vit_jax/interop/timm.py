@@ -82,7 +82,7 @@ def from_timm(sd: dict[str, np.ndarray], *, num_heads: int) -> dict[str, np.ndar
 
 def timm_kwargs(name: str, *, num_classes: int, image_size: int, overrides: dict) -> dict:
     """Keyword arguments of `timm.models.vision_transformer.VisionTransformer` for our model."""
-    s = models.registry.resolve(name, overrides)
+    s = models.resolve(name, overrides)
     if s.family != "vit":
         raise ValueError(f"model {name!r}: only plain ViTs have a timm counterpart")
     pool = {"token": "token", "gap": "avg", "map": "map"}[s.classifier]
