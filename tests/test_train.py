@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from vit_jax import config_lib, models, optim, sharding, steps, train
@@ -141,7 +142,7 @@ def test_eval_counts_every_example_once(tmp_path):
     params = jax.tree.map(lambda x: x + 0.01, variables["params"])  # Non-zero head: real logits.
     params = jax.tree.map(np.asarray, params)
     with jax.set_mesh(mesh):
-        shardings = jax.tree.map(lambda _: sharding.batch_sharding(mesh).with_spec(P()), params)
+        shardings = jax.tree.map(lambda _: NamedSharding(mesh, P()), params)
         eval_step = steps.make_eval_step(
             model, mesh=mesh, param_shardings=shardings, loss_kind="softmax_xent"
         )
@@ -178,7 +179,7 @@ def test_cli_error_is_one_line(tmp_path):
         "--config=configs/fashion_mnist.py",
         f"--workdir={tmp_path}",
         "--config.batch_size=12",
-        "--config.mesh=(('data', 4),)",
+        "--config.total_steps=2",  # 8 fake devices (conftest's XLA_FLAGS) on the data axis.
     ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
