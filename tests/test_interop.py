@@ -342,7 +342,8 @@ def test_bad_files_give_one_line_naming_file_and_key(tmp_path):
     cases = {
         str(truncated): "truncated.npz",
         str(tmp_path / "missing.npz"): "missing.npz: file not found",
-        str(tmp_path / "weights.msgpack"): "unsupported weights",
+        _touch(tmp_path / "weights.msgpack"): "weights.msgpack: unsupported weights",
+        str(tmp_path / "no_such_run"): "no_such_run: not found",
     }
     short = str(tmp_path / "short.safetensors")
     open(short, "wb").write(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
@@ -357,6 +358,11 @@ def test_bad_files_give_one_line_naming_file_and_key(tmp_path):
     want = r"good.npz: key 'Transformer/encoder_norm/bias' has shape \(32,\), the model wants"
     with pytest.raises(ValueError, match=want):
         vit_jax.load(good, model="Ti/4")
+
+
+def _touch(path):
+    path.write_bytes(b"\x82\xa1a")
+    return str(path)
 
 
 def _save(path, flat):
