@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "tensorflow-cpu>=2.18,<3",  # tf.data only; the models never run in TensorFlow.
     "tensorflow-datasets>=4.9.7,<5",
     "importlib_resources",  # TFDS's download path imports it without declaring it.
+    "tensorboard>=2.18",  # tf.summary's event-file writer (metrics.py) needs it.
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "safetensors>=0.4",
