@@ -15,6 +15,7 @@ import csv
 import json
 import pathlib
 import sys
+import warnings
 
 import numpy as np
 from scipy import optimize
@@ -90,8 +91,10 @@ def _fit_from(x, log_e, *, c0, d0, free_c, free_d):
         return np.log(np.exp(log_a) * np.power(x + d, -b) + c)
 
     try:
-        p, _ = optimize.curve_fit(model, x, log_e, p0=p0, bounds=(lo, hi), maxfev=20_000)
-    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+        with warnings.catch_warnings():  # As many constants as points: no covariance, fine.
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            p, _ = optimize.curve_fit(model, x, log_e, p0=p0, bounds=(lo, hi), maxfev=20_000)
+    except (RuntimeError, ValueError):
         return None
     sse = float(np.sum((model(x, *p) - log_e) ** 2))
     return (np.exp(p[0]), p[1], p[2], p[3]), sse
