@@ -129,6 +129,9 @@ class Runner:
             self._print_plan(todo)
             return []
         compute = {j.name: self._predicted(j.name) for j in todo}
+        if len(getattr(self.backend, "groups", ())) > 1:
+            # Parallel slots: longest first, so no slot is left with one long point at the end.
+            todo.sort(key=lambda j: -compute[j.name])
         self.progress = Progress(compute, out=self.out)
         self.backend.run(todo, self._on_done, lambda job: self.progress.start(job.name))
         return self.write_tables()

@@ -371,6 +371,7 @@ def test_default_study_smoke_run_end_to_end(tmp_path):
     for r in rows:
         assert required <= set(r) and r["status"] == "ok", r
         assert 0.0 <= r["accuracy"] <= 1.0 and r["cpu_s"] > 0
+        assert 0.0 <= r["fewshot_10shot"] <= 1.0 and "fewshot_1shot" in r
     assert (workdir / "compute.png").stat().st_size > 10_000
     assert (workdir / "summary.md").exists() and (workdir / "results.csv").exists()
     # Resume: everything is finished, nothing runs again.

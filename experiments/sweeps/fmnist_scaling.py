@@ -66,5 +66,11 @@ def get_sweep(arg=None) -> Sweep:
             "data.shuffle_buffer": 3000,
             "optim.warmup_steps": 5,
             "checkpoint_every": 0,
+            # The few-shot probe on the frozen features, small (results get fewshot_{k}shot).
+            "fewshot.dataset": "fashion_mnist",
+            "fewshot.train_split": "train[:5%]",
+            "fewshot.eval_split": "test[:5%]",
+            "fewshot.shots": (1, 10),
+            "fewshot.seeds": 2,
         },
     )
