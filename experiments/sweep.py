@@ -134,28 +134,10 @@ def _make_point(base, overrides, *, train_examples) -> Point:
 
 def apply_overrides(config, overrides: Mapping[str, Any], *, where: str = "override") -> None:
     """Sets dotted keys on a locked ConfigDict; an unknown key or bad type is a SweepError."""
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = config
-        try:
-            for part in parents:
-                node = node[part]
-            if leaf not in node:
-                raise KeyError(leaf)
-            old = node[leaf]
-            node[leaf] = _like(old, value)
-        except (KeyError, AttributeError):
-            raise SweepError(f"{where}: unknown config key {key!r}") from None
-        except (TypeError, ValueError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise SweepError(f"{where}: config key {key!r} = {value!r}: {msg}") from None
-
-
-def _like(old, value):
-    """Lists become tuples where the config holds tuples (JSON and literals round-trip)."""
-    if isinstance(old, tuple) and isinstance(value, list):
-        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    return value
+    try:
+        config_lib.override(config, overrides)
+    except config_lib.ConfigError as e:
+        raise SweepError(f"{where}: {e}") from None
 
 
 def copy_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -247,5 +229,7 @@ def load_sweep(spec: str) -> Sweep:
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """'configs/x.py:arg' → get_config(arg): a base config for a sweep from a configs/ file."""
-    path, _, arg = spec.partition(":")
-    return _load_module(path, "config").get_config(arg or None)
+    try:
+        return config_lib.load(spec)
+    except config_lib.ConfigError as e:
+        raise SweepError(str(e)) from None

@@ -24,7 +24,7 @@ if mode == "multi":
 
 from jax.experimental import multihost_utils  # noqa: E402
 
-from vit_jax import config_lib, data, optim, sharding, steps, train  # noqa: E402
+from vit_jax import config_lib, data, sharding, steps, train  # noqa: E402
 
 STEPS, BATCH = 3, 16
 
@@ -32,24 +32,16 @@ STEPS, BATCH = 3, 16
 def main():
     c = config_lib.base_config()
     c.model.name = "mu/4"
-    c.batch_size = BATCH
+    c.batch_size, c.total_steps = BATCH, STEPS
     c.data.source, c.data.root, c.data.image_size = "folder", root, 16
     c.data.augment, c.data.flip = "resize", False
     c.optim.warmup_steps = 0
     mesh = sharding.make_mesh(c.mesh)
     rules = sharding.rules_for("fsdp", mesh)
     model = train.build_model(c, num_classes=3)
-    tx_fn = lambda p: optim.make(c.optim, total_steps=STEPS, params=p)  # noqa: E731
     with jax.set_mesh(mesh):
-        placed = steps.place_state(model, tx_fn, input_shape=(1, 16, 16, 3), mesh=mesh, rules=rules)
+        placed, step = steps.setup(model, c, mesh=mesh, input_shape=(1, 16, 16, 3), rules=rules)
         state = placed.init(jax.random.key(0))
-        step = steps.make_train_step(
-            model,
-            tx_fn(placed.abstract.params),
-            config=c,
-            mesh=mesh,
-            state_shardings=placed.shardings,
-        )
         if mode == "single":
             its = [iterator(c, i, 2) for i in range(2)]
             batches = (_concat([next(it) for it in its]) for _ in range(STEPS))

@@ -183,3 +183,77 @@ def test_gpu_script_plans_every_phase_within_its_budget(tmp_path, monkeypatch, c
         assert f"train: {label}" in out, label
     assert "remat=dots" in out and "inference: L/16 b1024" in out and "+no-cmdbuf" in out
     assert (tmp_path / "summary.md").exists() and (tmp_path / "summary.json").exists()
+
+
+FAKE_ORIGINAL = '''
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class VisionTransformer(nn.Module):
+    """Stands in for the original: same constructor, a linear classifier on patches."""
+
+    num_classes: int
+    patches: object
+    transformer: dict
+    hidden_size: int
+    classifier: str = "token"
+    representation_size: object = None
+
+    @nn.compact
+    def __call__(self, inputs, *, train):
+        x = nn.Conv(self.hidden_size, self.patches.size, strides=self.patches.size)(inputs)
+        return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
+'''
+
+
+def fake_reference(tmp_path, body=FAKE_ORIGINAL):
+    pkg = tmp_path / "vision_transformer" / "vit_jax"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models_vit.py").write_text(body)
+    return pkg.parent
+
+
+def test_side_by_side_with_the_original_runs_both_in_their_own_processes(tmp_path, capsys):
+    from vit_jax.benchmark import reference
+
+    out = tmp_path / "ref.json"
+    argv = [
+        f"--reference_dir={fake_reference(tmp_path)}",
+        f"--config={ROOT / 'configs' / 'fashion_mnist.py'}",
+        "--set=model.name=mu/7",
+        "--set=batch_size=16",
+        "--steps=2",
+        "--repeats=1",
+        "--rounds=1",
+        f"--json={out}",
+    ]
+    assert reference.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert [r["impl"] for r in result["records"]] == ["ours", "reference"]
+    summary = result["summary"]
+    for impl in ("ours", "reference"):
+        assert summary[impl]["images_per_sec"] > 0
+    ratio = summary["ours"]["images_per_sec"] / summary["reference"]["images_per_sec"]
+    assert summary["speedup"] == pytest.approx(ratio)
+    assert "ours ÷ original" in capsys.readouterr().out
+
+
+def test_side_by_side_errors_are_one_line(tmp_path, capsys):
+    from vit_jax.benchmark import reference
+
+    config = f"--config={ROOT / 'configs' / 'fashion_mnist.py'}"
+    assert reference.main([f"--reference_dir={tmp_path}", config]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no vit_jax/models_vit.py") and "\n" not in err
+
+    broken = fake_reference(tmp_path, body="raise ImportError('original needs clu')\n")
+    argv = [f"--reference_dir={broken}", config, "--set=model.name=mu/7", "--rounds=1"]
+    assert reference.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "reference worker failed" in err and "original needs clu" in err and "\n" not in err
+
+    argv = [f"--reference_dir={broken}", config, "--set=model.name=R26"]
+    assert reference.main(argv) == 2
+    assert "covers ViTs" in capsys.readouterr().err

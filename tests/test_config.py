@@ -1,6 +1,5 @@
 """Config schema: every key typed and locked, one-line errors, every config file loads."""
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -13,10 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return config_lib.load(f"{ROOT / 'configs' / name}.py" + (f":{arg}" if arg else ""))
 
 
 def test_misspelled_key_in_a_config_file_fails():
@@ -113,3 +109,16 @@ def test_cli_config_errors_are_one_line(flag, needle, tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], out.stderr
+
+
+def test_load_and_override_dotted_keys():
+    c = config_lib.load(f"{ROOT / 'configs' / 'fashion_mnist.py'}:steps=30")
+    assert c.total_steps == 30
+    config_lib.override(c, {"optim.lr": 0.5, "model.name": "mu/7", "mesh": [["data", 2]]})
+    assert (c.optim.lr, c.model.name, c.mesh) == (0.5, "mu/7", (("data", 2),))
+    with pytest.raises(config_lib.ConfigError, match="unknown config key 'optim.lrr'"):
+        config_lib.override(c, {"optim.lrr": 1.0})
+    with pytest.raises(config_lib.ConfigError, match="'batch_size' = 'big'"):
+        config_lib.override(c, {"batch_size": "big"})
+    with pytest.raises(config_lib.ConfigError, match="not found"):
+        config_lib.load("configs/nope.py")

@@ -135,6 +135,9 @@ def test_registry_covers_the_brief():
     assert {"R50+B/16", "R50+B/32", "R50+L/32", "R26+S/32", "R50x2+B/16"} <= names
     assert models.spec("R26-w16").resnet.to_dict() == dict(units=(2, 3, 3), width=16, stem="small")
     assert models.spec("R50x2+B/16").resnet.width == 128
+    stem = models.spec("Cstem-w32+XXS/4")
+    assert stem.resnet.to_dict() == dict(units=(), width=32, stem="conv4")
+    assert (stem.family, stem.total_stride, stem.patch_size) == ("hybrid", 4, 1)
 
 
 def test_spec_is_a_copy_with_the_hyperparameters():
@@ -213,6 +216,7 @@ def test_parameter_counts_unrolled_and_small_variants():
         "R20-w16": 220_090,
         "R11-w8+mu/4": 50_658,
         "R20-w16+Ti/4": 5_617_338,
+        "Cstem-w32+XXS/4": 215_722,  # 9,632 in the two-conv stem; XXS on 7×7 tokens.
     }
     for name, count in small.items():
         assert table.count(name) == count, name

@@ -37,17 +37,9 @@ def one_step(c, strategy, mesh_axes, batch, devices=None):
     mesh = sharding.make_mesh(mesh_axes, devices=devices)
     rules = sharding.rules_for(strategy, mesh)
     model = train.build_model(c, num_classes=10)
-    tx_fn = lambda p: optim.make(c.optim, total_steps=10, params=p)  # noqa: E731
     with jax.set_mesh(mesh):
-        placed = steps.place_state(model, tx_fn, input_shape=(1, 16, 16, 1), mesh=mesh, rules=rules)
+        placed, step = steps.setup(model, c, mesh=mesh, input_shape=(1, 16, 16, 1), rules=rules)
         state = placed.init(jax.random.key(0))
-        step = steps.make_train_step(
-            model,
-            tx_fn(placed.abstract.params),
-            config=c,
-            mesh=mesh,
-            state_shardings=placed.shardings,
-        )
         state, metrics = step(state, sharding.to_global(batch, mesh), jax.random.key(1))
     return state, metrics
 

@@ -8,6 +8,11 @@ mode of free-form config dicts). `validate()` then checks values that types cann
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -102,6 +107,41 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.lock()
     return c
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+    """'configs/x.py[:arg]' → that file's get_config(arg), as `--config=` loads it."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found")
+    module_spec = importlib.util.spec_from_file_location(f"_config_{os.path.basename(path)}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def override(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
+    """Sets dotted keys ('optim.lr') on a locked config; an unknown key or bad type: ConfigError.
+
+    Lists become tuples where the config holds tuples, so JSON and literals round-trip.
+    """
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = config
+        try:
+            for part in parents:
+                node = node[part]
+            if leaf not in node:
+                raise KeyError(leaf)
+            old = node[leaf]
+            if isinstance(old, tuple) and isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            node[leaf] = value
+        except (KeyError, AttributeError):
+            raise ConfigError(f"unknown config key {key!r}") from None
+        except (TypeError, ValueError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"config key {key!r} = {value!r}: {msg}") from None
 
 
 def parse_arg(arg: str | None, **defaults):

@@ -92,9 +92,12 @@ def _taps(n, kernel, stride):
 
 def _resnet_macs(r, h, w, c, count_padding):
     """MACs of the BiT trunk (stem + bottleneck stages); returns (macs, (h, w, channels) out)."""
-    stem_kernel, stem_stride = (7, 2) if r.stem == "bit" else (3, 1)
+    stem_kernel, stem_stride = {"bit": (7, 2), "small": (3, 1), "conv4": (3, 2)}[r.stem]
     total, h, w = _conv_macs(h, w, c, r.width, stem_kernel, stem_stride, count_padding)
     c = r.width
+    if r.stem == "conv4":
+        second, h, w = _conv_macs(h, w, c, c, 3, 2, count_padding)
+        total += second
     if r.stem == "bit":
         h, w = math.ceil(h / 2), math.ceil(w / 2)  # 3×3/2 SAME max-pool
     for i, num_units in enumerate(r.units):

@@ -19,7 +19,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vit_jax import sharding
+from vit_jax import optim, sharding
 
 
 @flax.struct.dataclass
@@ -68,6 +68,26 @@ def place_state(model, tx_fn, *, input_shape, mesh, rules) -> Placed:
     return Placed(
         abstract=abstract, shardings=shardings, init=jax.jit(init, out_shardings=shardings)
     )
+
+
+def setup(model, config, *, mesh, input_shape, rules=None) -> tuple[Placed, Callable]:
+    """(placed state, jitted train step) for `config`: its optimizer, loss, accumulation and (unless
+    `rules` is given) its sharding strategy. The one way the trainer, the benchmarks and the tests
+    build a step, so what they measure or check is what `train_and_evaluate` runs."""
+    rules = sharding.rules_for(config.sharding, mesh) if rules is None else rules
+
+    def tx_fn(params):
+        return optim.make(config.optim, total_steps=config.total_steps, params=params)
+
+    placed = place_state(model, tx_fn, input_shape=input_shape, mesh=mesh, rules=rules)
+    step = make_train_step(
+        model,
+        tx_fn(placed.abstract.params),
+        config=config,
+        mesh=mesh,
+        state_shardings=placed.shardings,
+    )
+    return placed, step
 
 
 def per_example_loss(logits, labels, *, kind: str, label_smoothing: float = 0.0):

@@ -77,9 +77,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def _run(config, workdir, model, info, mesh, rules, input_shape):
-    tx_fn = lambda p: optim.make(config.optim, total_steps=config.total_steps, params=p)  # noqa: E731
-    placed = steps.place_state(model, tx_fn, input_shape=input_shape, mesh=mesh, rules=rules)
-    tx = tx_fn(placed.abstract.params)
+    placed, train_step = steps.setup(model, config, mesh=mesh, input_shape=input_shape, rules=rules)
     ckpt = checkpoint.Checkpointer(
         os.path.join(workdir, "checkpoints"),
         keep=config.keep_checkpoints,
@@ -87,9 +85,6 @@ def _run(config, workdir, model, info, mesh, rules, input_shape):
     )
     state = _initial_state(config, placed, ckpt)
     start = int(state.step)
-    train_step = steps.make_train_step(
-        model, tx, config=config, mesh=mesh, state_shardings=placed.shardings
-    )
     eval_step = steps.make_eval_step(
         model, mesh=mesh, param_shardings=placed.shardings.params, loss_kind=config.loss
     )

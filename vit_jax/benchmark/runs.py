@@ -126,30 +126,22 @@ def _device_peak_bytes():
 
 
 def _prepare_train(cfg: BenchConfig):
-    from vit_jax import optim, sharding, steps
+    from vit_jax import sharding, steps
 
     model = build_model(cfg)
     mesh = sharding.make_mesh((("data", 1),))
-    rules = sharding.rules_for("dp", mesh)
-    optim_config = _optim_config(cfg.optimizer)
-
-    def tx_fn(params):
-        return optim.make(optim_config, total_steps=100_000, params=params)
-
     train_config = types.SimpleNamespace(
-        grad_accum_steps=1, loss="softmax_xent", label_smoothing=0.0
+        optim=_optim_config(cfg.optimizer),
+        total_steps=100_000,
+        sharding="dp",
+        grad_accum_steps=1,
+        loss="softmax_xent",
+        label_smoothing=0.0,
     )
     with jax.set_mesh(mesh):
         shape = (cfg.batch, cfg.image_size, cfg.image_size, 3)
-        placed = steps.place_state(model, tx_fn, input_shape=shape, mesh=mesh, rules=rules)
+        placed, step = steps.setup(model, train_config, mesh=mesh, input_shape=shape)
         state = placed.init(rbg_key(cfg.seed))
-        step = steps.make_train_step(
-            model,
-            tx_fn(placed.abstract.params),
-            config=train_config,
-            mesh=mesh,
-            state_shardings=placed.shardings,
-        )
         batch = synthetic_batch(cfg, sharding=sharding.batch_sharding(mesh))
         rng = jax.random.key(cfg.seed + 2)
         compiled, timing = _compile(step, state, batch, rng, xla_options=cfg.xla_options)

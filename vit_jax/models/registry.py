@@ -7,7 +7,8 @@ Canonical names:
                      XXS (64 wide, 4 deep) and XS (128, 6) exist only here, for CPU budgets.
   Hybrid             `R{depth}[x{w}]+{size}/{stride}`  e.g. "R50+B/16", "R50x2+B/16", "R26+S/32";
                      the /N is the *total* stride (ResNet trunk × patch 1), as in the paper.
-  Hybrid, 28×28      `R{depth}-w{base}+{size}/4`  small CNN trunk (stride 4) + ViT on 7×7 tokens.
+  Hybrid, 28×28      `R{depth}-w{base}+{size}/4`  small CNN trunk (stride 4) + ViT on 7×7 tokens;
+                     `Cstem-w{base}+{size}/4`   two 3×3/2 convs as the whole trunk (the cheapest).
   ResNet (BiT)       `R{26,50,101,152}x{1..4}`  alias `R50` = `R50x1`.
   ResNet, 28×28      `R{11,14,20,26}-w{8,16,32,64}`.
 The reference vit_jax names (`ViT-B_16`, `R50+ViT-B_16`, ...) are aliases of canonical names.
@@ -50,6 +51,7 @@ SMALL_UNITS = {11: (1, 1, 1), 14: (1, 1, 2), 20: (2, 2, 2), 26: (2, 3, 3)}  # de
 SMALL_CNN_WIDTHS = (8, 16, 32, 64)
 SMALL_HYBRID_WIDTHS = (8, 16, 32)
 SMALL_HYBRID_SIZES = ("mu", "XXS", "XS", "Ti", "S", "M")
+CONV_STEM_WIDTHS = (16, 32, 64)
 
 _SPECS: dict[str, ml_collections.ConfigDict] = {}
 _ALIASES: dict[str, str] = {}
@@ -94,7 +96,7 @@ def _resnet(units, width, stem):
 
 def _trunk_stride(resnet):
     """Downsampling of a ResNet trunk: stem (BiT 4, 28×28 stem 1) × 2 per later stage."""
-    stem = 4 if resnet.stem == "bit" else 1
+    stem = {"bit": 4, "conv4": 4, "small": 1}[resnet.stem]
     return stem * 2 ** max(len(resnet.units) - 1, 0)
 
 
@@ -157,6 +159,10 @@ def _register_hybrids():
                 name = f"R{depth}-w{base}+{size}/4"
                 resnet = _resnet(units, base, "small")
                 _add(_vit(name, size, 1, family="hybrid", resnet=resnet, small=True))
+    for base in CONV_STEM_WIDTHS:
+        for size in SMALL_HYBRID_SIZES:
+            stem = _resnet((), base, "conv4")
+            _add(_vit(f"Cstem-w{base}+{size}/4", size, 1, family="hybrid", resnet=stem, small=True))
 
 
 def _register_resnets():

@@ -148,16 +148,20 @@ def resnet_trunk(x, *, width, units, stem, dtype, param_dtype):
 
     stem='bit': 7×7/2 conv + 3×3/2 max-pool (ImageNet-size inputs; total stride 4·2^(stages-1)).
     stem='small': 3×3/1 conv, no pool (28×28 inputs; three stages give total stride 4).
+    stem='conv4': two 3×3/2 convs (28×28 → 7×7): a convolutional stem (Xiao et al., 2021, "Early
+      convolutions help transformers see better") costing about what a patch embedding does, which
+      gives a ViT the CNN's locality where data are few; with no stages it is the whole trunk.
     Stage i has bottleneck width `width·2^i` and output width `4·width·2^i`.
     """
     kw = dict(dtype=dtype, param_dtype=param_dtype)
-    if stem == "bit":
-        x = std_conv(width, 7, strides=2, name="conv_root", **kw)(x)
-    elif stem == "small":
-        x = std_conv(width, 3, strides=1, name="conv_root", **kw)(x)
-    else:
+    kernel, stride = {"bit": (7, 2), "small": (3, 1), "conv4": (3, 2)}.get(stem, (None, None))
+    if kernel is None:
         raise ValueError(f"unknown ResNet stem {stem!r}")
+    x = std_conv(width, kernel, strides=stride, name="conv_root", **kw)(x)
     x = nn.relu(group_norm(width, name="gn_root", **kw)(x))
+    if stem == "conv4":
+        x = std_conv(width, 3, strides=2, name="conv_root2", **kw)(x)
+        x = nn.relu(group_norm(width, name="gn_root2", **kw)(x))
     if stem == "bit":
         x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding="SAME")
     for i, num_units in enumerate(units):
