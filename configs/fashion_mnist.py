@@ -11,7 +11,9 @@ at ~330 img/s reaches 82.3%.
 Adam with warm-up and cosine decay; horizontal flips only: within ~5 epochs these models still
 underfit, so pad-and-crop (`--config.data.augment=pad_crop`) is for longer runs. Arguments:
 `configs/fashion_mnist.py:model=XS/7,steps=2200,batch=128,lr=0.001`.
-Expected: see README ("Quick start") for the measured accuracy and wall time of this default.
+Expected (measured from a fresh clone, idle 2-core CPU): 85.9% at step 1100, 87.7% at 2200, in
+730 s (~410 img/s). Earlier default XXS/4 with pad-and-crop: 84.2% after 2000 steps in 779 s;
+`Cstem-w32+XXS/4` with flips: 87.6% after 2000 steps in 917 s.
 """
 
 from vit_jax import config_lib
