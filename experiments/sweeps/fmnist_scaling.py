@@ -9,8 +9,7 @@ fixed number of steps, so training compute (6 × MACs × images seen) grows with
 error-vs-compute frontier and its saturating power law come out of experiments.analysis.
 Arguments (`:k=v,...`): steps, lr, seed, batch, eval (the eval split).
 
-Measured (experiments/README.md): 1,575 CPU-s (≈ 14 min estimated on an idle 2-core CPU with
---parallel=2; 21 min measured under load 4–5);
+Measured (experiments/README.md): 717 s wall on the idle 2-core CPU with --parallel=2;
 compute 1.5e-8 to 8.9e-7 exaFLOPs (61×); hybrids and ViTs lead, plain ResNets trail at equal
 compute in this 1/6-epoch regime. --smoke: 3 points with the few-shot probe, ~2 min.
 """
