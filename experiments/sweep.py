@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import itertools
 import math
-import pathlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -208,20 +206,14 @@ def sanitize(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]", "", text).strip("-.") or "point"
 
 
-def _load_module(path: str, what: str):
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise SweepError(f"{what} file {path!r} not found")
-    spec = importlib.util.spec_from_file_location(f"_{what}_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_sweep(spec: str) -> Sweep:
     """'experiments/sweeps/x.py:arg' → get_sweep(arg), like ml_collections' config files."""
     path, _, arg = spec.partition(":")
-    sweep = _load_module(path, "sweep").get_sweep(arg or None)
+    try:
+        module = config_lib.load_file(path, what="sweep")
+    except config_lib.ConfigError as e:
+        raise SweepError(str(e)) from None
+    sweep = module.get_sweep(arg or None)
     if not isinstance(sweep, Sweep):
         raise SweepError(f"{path}: get_sweep must return experiments.sweep.Sweep")
     return sweep

@@ -109,15 +109,21 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def load_file(path: str, *, what: str = "config"):
+    """Executes a Python file (a config or sweep file) as a fresh module; missing: ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} file {path!r} not found")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(f"_{what}_{stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def load(spec: str) -> ml_collections.ConfigDict:
     """'configs/x.py[:arg]' → that file's get_config(arg), as `--config=` loads it."""
     path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} not found")
-    module_spec = importlib.util.spec_from_file_location(f"_config_{os.path.basename(path)}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    return load_file(path).get_config(arg or None)
 
 
 def override(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:

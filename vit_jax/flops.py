@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax import models
+from vit_jax.models import resnet
 
 
 def macs(
@@ -92,7 +93,7 @@ def _taps(n, kernel, stride):
 
 def _resnet_macs(r, h, w, c, count_padding):
     """MACs of the BiT trunk (stem + bottleneck stages); returns (macs, (h, w, channels) out)."""
-    stem_kernel, stem_stride = {"bit": (7, 2), "small": (3, 1), "conv4": (3, 2)}[r.stem]
+    stem_kernel, stem_stride, _ = resnet.STEMS[r.stem]
     total, h, w = _conv_macs(h, w, c, r.width, stem_kernel, stem_stride, count_padding)
     c = r.width
     if r.stem == "conv4":

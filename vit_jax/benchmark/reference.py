@@ -55,7 +55,6 @@ def model_dims(config) -> dict:
         raise BenchError(f"{config.model.name} is a {spec.family}: the comparison covers ViTs")
     dropout = config.model.dropout_rate
     return {
-        "name": spec.name,
         "hidden_size": spec.hidden_size,
         "patch_size": spec.patch_size,
         "num_layers": spec.num_layers,

@@ -24,6 +24,8 @@ import copy
 import jax.numpy as jnp
 import ml_collections
 
+from vit_jax.models.resnet import STEMS
+
 # size: (hidden_size, num_layers, mlp_dim, num_heads)
 VIT_SIZES = {
     "mu": (32, 1, 128, 2),
@@ -95,9 +97,8 @@ def _resnet(units, width, stem):
 
 
 def _trunk_stride(resnet):
-    """Downsampling of a ResNet trunk: stem (BiT 4, 28×28 stem 1) × 2 per later stage."""
-    stem = {"bit": 4, "conv4": 4, "small": 1}[resnet.stem]
-    return stem * 2 ** max(len(resnet.units) - 1, 0)
+    """Downsampling of a ResNet trunk: the stem's (BiT 4, conv4 4, small 1) × 2 per later stage."""
+    return STEMS[resnet.stem][2] * 2 ** max(len(resnet.units) - 1, 0)
 
 
 def _vit(name, size, patch, *, family="vit", resnet=None, dropout=0.0, small=False, gap=False):

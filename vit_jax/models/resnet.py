@@ -23,6 +23,8 @@ from jax import lax
 
 Dtype = Any
 _CONV_AXES = (None, None, "conv_in", "conv_out")
+# stem: (first conv's kernel, its stride, the stem's total downsampling); see `resnet_trunk`.
+STEMS = {"bit": (7, 2, 4), "small": (3, 1, 1), "conv4": (3, 2, 4)}
 
 
 def weight_standardize(w: jnp.ndarray, *, axis: Sequence[int], eps: float) -> jnp.ndarray:
@@ -154,9 +156,9 @@ def resnet_trunk(x, *, width, units, stem, dtype, param_dtype):
     Stage i has bottleneck width `width·2^i` and output width `4·width·2^i`.
     """
     kw = dict(dtype=dtype, param_dtype=param_dtype)
-    kernel, stride = {"bit": (7, 2), "small": (3, 1), "conv4": (3, 2)}.get(stem, (None, None))
-    if kernel is None:
+    if stem not in STEMS:
         raise ValueError(f"unknown ResNet stem {stem!r}")
+    kernel, stride, _ = STEMS[stem]
     x = std_conv(width, kernel, strides=stride, name="conv_root", **kw)(x)
     x = nn.relu(group_norm(width, name="gn_root", **kw)(x))
     if stem == "conv4":
