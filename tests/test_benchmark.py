@@ -256,4 +256,7 @@ def test_side_by_side_errors_are_one_line(tmp_path, capsys):
 
     argv = [f"--reference_dir={broken}", config, "--set=model.name=R26"]
     assert reference.main(argv) == 2
-    assert "covers ViTs" in capsys.readouterr().err
+    assert "covers plain ViTs" in capsys.readouterr().err
+    # The default config's model is a conv-stem hybrid: the error says what to pass instead.
+    assert reference.main([f"--reference_dir={broken}", config]) == 2
+    assert "pass --set=model.name=XXS/7" in capsys.readouterr().err

@@ -138,6 +138,42 @@ def test_registry_covers_the_brief():
     stem = models.spec("Cstem-w32+XXS/4")
     assert stem.resnet.to_dict() == dict(units=(), width=32, stem="conv4")
     assert (stem.family, stem.total_stride, stem.patch_size) == ("hybrid", 4, 1)
+    stem8 = models.spec("Cstem-w32+XXS/8")
+    assert stem8.resnet.to_dict() == dict(units=(), width=32, stem="conv8")
+    assert (stem8.total_stride, stem8.patch_size) == (8, 1)
+
+
+@pytest.mark.parametrize(
+    "name, size, side",
+    [
+        ("XS/7", 28, 4),
+        ("B/16", 384, 24),
+        ("Cstem-w32+XXS/4", 28, 7),
+        ("Cstem-w32+XXS/8", 28, 4),  # 28 → 14 → 7 → 4: SAME convs round up.
+        ("Cstem-w32+XXS/8", 32, 4),
+        ("R11-w8", 28, 7),
+        ("R50+B/16", 384, 24),
+        ("Rstem+Ti/32", 224, 7),
+    ],
+)
+def test_grid_side(name, size, side):
+    """The predicted grid is what the built model makes: its position embeddings (or, for a
+    ResNet, the logits exist at all) at that input size."""
+    spec = models.spec(name)
+    assert models.grid_side(spec, size) == side
+    module = models.create(name, num_classes=3, scan=spec.family != "resnet" or None)
+    (logits, variables) = _abstract(module, size, spec.channels)
+    assert logits.shape == (1, 3)
+    if spec.family != "resnet":
+        posemb = _flat_shapes(variables)["Transformer/posembed_input/pos_embedding"]
+        assert posemb == (1, side * side + 1, spec.hidden_size)
+
+
+def test_grid_side_errors_name_the_numbers():
+    with pytest.raises(ValueError, match=r"image_size=30 .* patch/stride 7 of model XS/7"):
+        models.grid_side(models.spec("XS/7"), 30)
+    with pytest.raises(ValueError, match=r"do not tile its 50×50 feature map"):
+        models.grid_side(models.spec("Rstem+Ti/32"), 200)
 
 
 def test_spec_is_a_copy_with_the_hyperparameters():
@@ -217,6 +253,7 @@ def test_parameter_counts_unrolled_and_small_variants():
         "R11-w8+mu/4": 50_658,
         "R20-w16+Ti/4": 5_617_338,
         "Cstem-w32+XXS/4": 215_722,  # 9,632 in the two-conv stem; XXS on 7×7 tokens.
+        "Cstem-w32+XXS/8": 303_018,  # 92,896 in the three-conv stem (32, 64, 128); 4×4 tokens.
     }
     for name, count in small.items():
         assert table.count(name) == count, name

@@ -96,9 +96,9 @@ def _resnet_macs(r, h, w, c, count_padding):
     stem_kernel, stem_stride, _ = resnet.STEMS[r.stem]
     total, h, w = _conv_macs(h, w, c, r.width, stem_kernel, stem_stride, count_padding)
     c = r.width
-    if r.stem == "conv4":
-        second, h, w = _conv_macs(h, w, c, c, 3, 2, count_padding)
-        total += second
+    for mult in resnet.CONV_STEM_WIDENING.get(r.stem, ()):
+        conv, h, w = _conv_macs(h, w, c, r.width * mult, 3, 2, count_padding)
+        total, c = total + conv, r.width * mult
     if r.stem == "bit":
         h, w = math.ceil(h / 2), math.ceil(w / 2)  # 3×3/2 SAME max-pool
     for i, num_units in enumerate(r.units):

@@ -48,13 +48,10 @@ def check_shapes(config, mesh) -> None:
             f"config.batch_size={config.batch_size} is not divisible by "
             f"{jax.process_count()} processes"
         )
-    spec = models.spec(config.model.name)
-    stride = spec.get("total_stride") or (spec.get("patch_size") or 1)
-    if config.data.image_size % stride:
-        raise config_lib.ConfigError(
-            f"config.data.image_size={config.data.image_size} is not divisible by the patch/stride "
-            f"{stride} of model {config.model.name}"
-        )
+    try:
+        models.grid_side(models.spec(config.model.name), config.data.image_size)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"config.data.{e}") from None
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

@@ -2,7 +2,7 @@ r"""Our train step against the original vit_jax's, same ViT and batch, side by s
 
   git clone https://github.com/google-research/vision_transformer /tmp/vision_transformer
   python -m vit_jax.benchmark.reference --reference_dir=/tmp/vision_transformer \
-      --config=configs/fashion_mnist.py --rounds=3
+      --config=configs/fashion_mnist.py --set=model.name=XXS/7 --rounds=3
 
 The model, batch, image size and optimizer settings come from one of our configs (any of its
 `--config.*`-style overrides via `--set=key=value`); the original gets the same dimensions through
@@ -52,7 +52,11 @@ def model_dims(config) -> dict:
 
     spec = models.spec(config.model.name)
     if spec.family != "vit":
-        raise BenchError(f"{config.model.name} is a {spec.family}: the comparison covers ViTs")
+        raise BenchError(
+            f"{config.model.name} is a {spec.family}: the comparison covers plain ViTs (the "
+            "original's hybrids take only its BiT ResNet trunk); pass --set=model.name=XXS/7 "
+            "or another plain ViT"
+        )
     dropout = config.model.dropout_rate
     return {
         "hidden_size": spec.hidden_size,

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from vit_jax.models import resnet, vit
-from vit_jax.models.registry import OVERRIDE_KEYS, family, names, resolve, spec
+from vit_jax.models.registry import OVERRIDE_KEYS, family, grid_side, names, resolve, spec
 
-__all__ = ["OVERRIDE_KEYS", "build", "create", "family", "names", "resolve", "spec"]
+__all__ = ["OVERRIDE_KEYS", "build", "create", "family", "grid_side", "names", "resolve", "spec"]
 
 
 def create(name: str, *, num_classes: int | None, **overrides):

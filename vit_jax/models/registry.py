@@ -8,13 +8,16 @@ Canonical names:
   Hybrid             `R{depth}[x{w}]+{size}/{stride}`  e.g. "R50+B/16", "R50x2+B/16", "R26+S/32";
                      the /N is the *total* stride (ResNet trunk × patch 1), as in the paper.
   Hybrid, 28×28      `R{depth}-w{base}+{size}/4`  small CNN trunk (stride 4) + ViT on 7×7 tokens;
-                     `Cstem-w{base}+{size}/4`   two 3×3/2 convs as the whole trunk (the cheapest).
+                     `Cstem-w{base}+{size}/4`   two 3×3/2 convs (width base) as the whole trunk;
+                     `Cstem-w{base}+{size}/8`   three (widths base, 2·base, 4·base): 28×28 → 4×4
+                                                tokens, the Fashion-MNIST default's trunk.
   ResNet (BiT)       `R{26,50,101,152}x{1..4}`  alias `R50` = `R50x1`.
   ResNet, 28×28      `R{11,14,20,26}-w{8,16,32,64}`.
 The reference vit_jax names (`ViT-B_16`, `R50+ViT-B_16`, ...) are aliases of canonical names.
 `image_size`, `channels` and `num_classes` in a spec are the variant's native setting (224/3/1000
 or 28/1/10), used by the README table and tests; a model runs at any size its patches divide.
-`total_stride` is the input pixels per token (or per final ResNet feature-map cell) along a side.
+`total_stride` is the input pixels per token (or per final ResNet feature-map cell) along a side;
+`grid_side(spec, image_size)` is the number of tokens (cells) along a side for a given input.
 """
 
 from __future__ import annotations
@@ -164,6 +167,8 @@ def _register_hybrids():
         for size in SMALL_HYBRID_SIZES:
             stem = _resnet((), base, "conv4")
             _add(_vit(f"Cstem-w{base}+{size}/4", size, 1, family="hybrid", resnet=stem, small=True))
+            stem = _resnet((), base, "conv8")
+            _add(_vit(f"Cstem-w{base}+{size}/8", size, 1, family="hybrid", resnet=stem, small=True))
 
 
 def _register_resnets():
@@ -222,6 +227,27 @@ def canonical_names() -> list[str]:
 def spec(name: str) -> ml_collections.ConfigDict:
     """A copy of the hyperparameters of `name` (aliases resolve to their canonical spec)."""
     return copy.deepcopy(_SPECS[canonical(name)])
+
+
+def grid_side(c: ml_collections.ConfigDict, image_size: int) -> int:
+    """Tokens (ViT, hybrid) or final feature-map cells (ResNet) along a side of an image.
+
+    A ResNet trunk pads ('SAME'), so each of its 2× downsamplings rounds up and any size works
+    (28 → 14 → 7 → 4 for the stride-8 conv stem); patches must tile what reaches them exactly.
+    ValueError, naming both numbers, when they do not.
+    """
+    side = image_size
+    if c.resnet is not None:
+        for _ in range(_trunk_stride(c.resnet).bit_length() - 1):
+            side = -(-side // 2)
+    patch = c.patch_size or 1
+    if side % patch:
+        where = f"its {side}×{side} feature map" if c.resnet is not None else "it"
+        raise ValueError(
+            f"image_size={image_size} is not divisible by the patch/stride {patch} of model "
+            f"{c.name} ({patch}×{patch} patches do not tile {where})"
+        )
+    return side // patch
 
 
 def family(name: str) -> str:

@@ -24,7 +24,9 @@ from jax import lax
 Dtype = Any
 _CONV_AXES = (None, None, "conv_in", "conv_out")
 # stem: (first conv's kernel, its stride, the stem's total downsampling); see `resnet_trunk`.
-STEMS = {"bit": (7, 2, 4), "small": (3, 1, 1), "conv4": (3, 2, 4)}
+STEMS = {"bit": (7, 2, 4), "small": (3, 1, 1), "conv4": (3, 2, 4), "conv8": (3, 2, 8)}
+# Convolutional stems: the width multiplier of each 3×3/2 conv after the first (`conv_root2`, ...).
+CONV_STEM_WIDENING = {"conv4": (1,), "conv8": (2, 4)}
 
 
 def weight_standardize(w: jnp.ndarray, *, axis: Sequence[int], eps: float) -> jnp.ndarray:
@@ -153,6 +155,9 @@ def resnet_trunk(x, *, width, units, stem, dtype, param_dtype):
     stem='conv4': two 3×3/2 convs (28×28 → 7×7): a convolutional stem (Xiao et al., 2021, "Early
       convolutions help transformers see better") costing about what a patch embedding does, which
       gives a ViT the CNN's locality where data are few; with no stages it is the whole trunk.
+    stem='conv8': three 3×3/2 convs, widths ×1, ×2, ×4 (28×28 → 14 → 7 → 4×4, SAME padding): the
+      same idea at patch-7 token counts; each conv doubles the width as it halves the side, so the
+      last one already has a ViT's width.
     Stage i has bottleneck width `width·2^i` and output width `4·width·2^i`.
     """
     kw = dict(dtype=dtype, param_dtype=param_dtype)
@@ -161,9 +166,9 @@ def resnet_trunk(x, *, width, units, stem, dtype, param_dtype):
     kernel, stride, _ = STEMS[stem]
     x = std_conv(width, kernel, strides=stride, name="conv_root", **kw)(x)
     x = nn.relu(group_norm(width, name="gn_root", **kw)(x))
-    if stem == "conv4":
-        x = std_conv(width, 3, strides=2, name="conv_root2", **kw)(x)
-        x = nn.relu(group_norm(width, name="gn_root2", **kw)(x))
+    for i, mult in enumerate(CONV_STEM_WIDENING.get(stem, ())):
+        x = std_conv(width * mult, 3, strides=2, name=f"conv_root{i + 2}", **kw)(x)
+        x = nn.relu(group_norm(width * mult, name=f"gn_root{i + 2}", **kw)(x))
     if stem == "bit":
         x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding="SAME")
     for i, num_units in enumerate(units):
