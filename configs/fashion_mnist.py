@@ -22,8 +22,8 @@ Cstem-w64+XXS/8, 3,000 steps: 87.5 / 90.1 / 91.1%, but at ~500 img/s (~800 s, no
 XS/7, 2,200 steps: 87.7% in 730 s. Pad-and-crop (`--config.data.augment=pad_crop`) is for longer
 runs: within ~10 epochs these models still underfit. Arguments:
 `configs/fashion_mnist.py:model=Cstem-w32+XXS/8,steps=4000,batch=128,lr=0.002`.
-Expected (measured on the idle 2-core CPU): 89.5% at step 2000, 90.8% at 4000, in 649 s of
-training and evaluation (~935 img/s); the same numbers under load, only slower (seeded, stateless).
+Expected (measured on the idle 2-core CPU): 89.5% at step 2000, 90.8% at 4000, in 649-714 s of
+training and evaluation (~720-935 img/s, two runs); the same numbers under load, only slower.
 """
 
 from vit_jax import config_lib
