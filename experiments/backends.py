@@ -5,9 +5,10 @@ Every point runs as its own `python -m vit_jax.main --config=DIR/<name>/config.p
 lose that point) and makes resume free: re-running the same command in the same workdir continues
 from the engine's last checkpoint.
 
-A backend's `run(jobs, on_done, on_start)` calls `on_start(job)` as a point starts and
-`on_done(job, returncode, wall_s, cores, cpu_s=...)` as it finishes (cpu_s: the point's CPU
-seconds, where the backend can measure them); the runner turns that into results rows.
+A backend's `run(jobs, on_done, on_start, on_tick=...)` calls `on_start(job)` as a point starts
+and `on_done(job, returncode, wall_s, cores, cpu_s=...)` as it finishes (cpu_s: the point's CPU
+seconds, where the backend can measure them); the runner turns that into results rows. A backend
+that polls its points calls `on_tick()` as it does (the runner's live progress bar).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class LocalBackend:
         cmd = engine_command(str(job.config_path), str(job.dir), python=self.python)
         return [shlex.join(cmd) + f"  >> {job.log_path}"]
 
-    def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None) -> None:
+    def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None, on_tick=None):
         queue, running = list(jobs), {}  # slot → (job, Popen, t0)
         try:
             while queue or running:
@@ -100,6 +101,8 @@ class LocalBackend:
                         cpu_s = usage.ru_utime + usage.ru_stime
                         wall = time.time() - t0
                         on_done(job, proc.returncode, wall, len(self.groups[slot]), cpu_s=cpu_s)
+                if on_tick is not None:
+                    on_tick()
                 time.sleep(0.2)
         finally:
             for _, proc, _ in running.values():  # Interrupted: stop our own children only.
@@ -253,7 +256,8 @@ class TpuVmBackend:
         lines += [shlex.join(c) for c in self.delete_cmds()] if not self.o.keep_vm else []
         return lines
 
-    def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None) -> None:
+    def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None, on_tick=None):
+        del on_tick  # Points run one blocking ssh at a time: nothing to poll in between.
         created = self._acquire()
         try:
             if self.o.code == "copy":

@@ -19,9 +19,8 @@ import signal
 import sys
 import time
 
-import numpy as np
-
 from experiments import backends, results, sweep
+from experiments.progress import Progress
 
 
 def write_point_config(point: sweep.Point, path: pathlib.Path) -> None:
@@ -62,46 +61,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-class Progress:
-    """'[i/N] name …  ETA' lines; the ETA fits wall = overhead + rate × predicted compute."""
-
-    def __init__(self, compute: dict[str, float], *, out=print):
-        self.compute, self.total, self.out = compute, len(compute), out
-        self.t0, self.done, self.started = time.time(), {}, 0  # done: name → wall_s
-
-    def start(self, name: str) -> None:
-        self.started += 1
-        self.out(f"[{self.started}/{self.total}] {name}: started")
-
-    def finish(self, name: str, wall_s: float, status: str) -> None:
-        self.done[name] = wall_s
-        eta = self.eta()
-        tail = f", ETA {_hms(eta)}" if eta is not None else ""
-        self.out(f"[{len(self.done)}/{self.total}] {name}: {status} in {_hms(wall_s)}{tail}")
-
-    def eta(self) -> float | None:
-        left = [c for n, c in self.compute.items() if n not in self.done]
-        if not left:
-            return 0.0
-        if not self.done:
-            return None
-        x = np.array([self.compute[n] for n in self.done])
-        y = np.array(list(self.done.values()))
-        serial = y.mean() * len(left)  # Fixed costs dominate until a compute trend shows.
-        if len(x) >= 2 and np.ptp(x) > 0:
-            rate, overhead = np.polyfit(x, y, 1)
-            if rate > 0 and overhead >= 0:
-                serial = sum(overhead + rate * c for c in left)
-        # Parallel slots shrink wall time by the speed-up seen so far.
-        speedup = max(y.sum() / max(time.time() - self.t0, 1e-9), 1.0)
-        return serial / speedup
-
-
-def _hms(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 class RunError(RuntimeError):
     """The sweep cannot run as asked; one line."""
 
@@ -132,8 +91,17 @@ class Runner:
         if len(getattr(self.backend, "groups", ())) > 1:
             # Parallel slots: longest first, so no slot is left with one long point at the end.
             todo.sort(key=lambda j: -compute[j.name])
-        self.progress = Progress(compute, out=self.out)
-        self.backend.run(todo, self._on_done, lambda job: self.progress.start(job.name))
+        steps = {j.name: self.points[j.name].config.total_steps for j in todo}
+        self.progress = Progress(compute, steps=steps, out=self.out)
+        try:
+            self.backend.run(
+                todo,
+                self._on_done,
+                lambda job: self.progress.start(job.name, job.dir),
+                on_tick=self.progress.tick,
+            )
+        finally:
+            self.progress.close()
         return self.write_tables()
 
     def _check_configs(self, jobs) -> None:
@@ -281,6 +249,7 @@ def main(argv=None) -> int:
 
         summary = analysis.analyze(rows, workdir, title=pathlib.Path(args.sweep.split(":")[0]).stem)
         print(summary["summary"])
+        print(f"plots: {', '.join(str(p) for p in summary['plots'])}")
     print(f"results: {workdir / 'results.jsonl'}, {workdir / 'results.csv'}")
     if failed:
         print(f"{len(failed)} failed point(s): {', '.join(failed)}", file=sys.stderr)

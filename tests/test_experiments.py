@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import analysis, backends, results, run, sweep
+from experiments import analysis, backends, progress, results, run, sweep
 from vit_jax import config_lib, flops
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -355,6 +355,27 @@ def test_tpu_vm_run_issues_commands_and_collects_results(tmp_path, fake_gcloud, 
     assert not any("create" in c or "delete" in c for c in calls)
 
 
+def test_progress_bar_counts_running_points_by_their_steps(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    # A tail that starts mid-line and ends in a line still being written: both are skipped.
+    (a / "metrics.jsonl").write_text(
+        "x" * 5000 + '\n{"step": 25, "kind": "train"}\n{"step": 50, "kind": "train"}\n{"st'
+    )
+    assert progress.latest_step(a) == 50 and progress.latest_step(b) == 0
+    lines = []
+    p = progress.Progress({"a": 1.0, "b": 2.0, "c": 3.0}, steps={"a": 100, "b": 200, "c": 300},
+                          out=lines.append, bar=True)  # fmt: skip
+    p.start("a", a)
+    p.start("b", b)
+    p.tick()
+    assert p.bar.n == pytest.approx(0.5)  # a half done, b not started its steps yet
+    p.finish("a", 10.0, "ok")
+    assert p.bar.n == pytest.approx(1.0) and p.eta() > 0
+    p.close()
+    assert lines == []  # With a bar, the lines go through tqdm.write, not the plain printer.
+
+
 # ------------------------------------------------------------------ the default study, for real
 
 
@@ -374,6 +395,7 @@ def test_default_study_smoke_run_end_to_end(tmp_path):
         assert 0.0 <= r["fewshot_10shot"] <= 1.0 and "fewshot_1shot" in r
     assert (workdir / "compute.png").stat().st_size > 10_000
     assert (workdir / "summary.md").exists() and (workdir / "results.csv").exists()
+    assert f"plots: {workdir / 'compute.png'}" in proc.stdout
     # Resume: everything is finished, nothing runs again.
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.count("skip ") == 3
