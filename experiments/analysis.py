@@ -163,6 +163,7 @@ def markdown_summary(rows, *, front, fit, x_key, title="") -> str:
     """A table of every finished point (frontier marked), then the fitted law's constants."""
     cols = ["name", "family", "params", x_key, "images_seen", "accuracy"]
     cols += sorted({k for r in rows for k in r if k.startswith("fewshot_")})
+    cols += [k for k in ("finetune_accuracy",) if any(r.get(k) is not None for r in rows)]
     cols += [k for k in ("wall_s",) if any(k in r for r in rows)]
     on_front = {rows[i]["name"] for i in front}
     lines = [f"# {title or 'Scaling results'}", ""]

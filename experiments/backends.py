@@ -32,10 +32,20 @@ class Job:
 
     name: str
     dir: pathlib.Path
+    finetune: bool = False  # A transfer stage runs after pre-training, in DIR/<name>/finetune.
 
     @property
     def config_path(self) -> pathlib.Path:
         return self.dir / "config.py"
+
+    @property
+    def finetune_dir(self) -> pathlib.Path:
+        return self.dir / FINETUNE
+
+    def stages(self) -> list[tuple[str, pathlib.Path]]:
+        """(stage, config file) in run order: '' (pre-training), then 'finetune' if any."""
+        out = [("", self.config_path)]
+        return out + [(FINETUNE, self.finetune_dir / "config.py")] if self.finetune else out
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -45,8 +55,26 @@ class Job:
 OnDone = Callable[[Job, int, float, int], None]
 
 
-def engine_command(config: str, workdir: str, *, python: str = "python3") -> list[str]:
-    return [python, "-m", "vit_jax.main", f"--config={config}", f"--workdir={workdir}"]
+FINETUNE = "finetune"
+
+
+def engine_command(
+    config: str, workdir: str, *, python: str = "python3", init_from: str | None = None
+) -> list[str]:
+    """`python -m vit_jax.main` for one stage; `init_from`: the workdir a fine-tune starts from."""
+    cmd = [python, "-m", "vit_jax.main", f"--config={config}", f"--workdir={workdir}"]
+    return cmd + ([f"--config.init_from.path={init_from}"] if init_from else [])
+
+
+def stage_commands(job: Job, *, python: str) -> list[list[str]]:
+    """The engine commands of a point on this machine: pre-training, then its transfer stage."""
+    cmds = [engine_command(str(job.config_path), str(job.dir), python=python)]
+    if job.finetune:
+        ft = job.finetune_dir
+        cmds.append(
+            engine_command(str(ft / "config.py"), str(ft), python=python, init_from=str(job.dir))
+        )
+    return cmds
 
 
 # --------------------------------------------------------------------------------------- local
@@ -82,8 +110,8 @@ class LocalBackend:
         self.cache_dir = cache_dir  # JAX's persistent compilation cache, shared by the points.
 
     def describe(self, job: Job) -> list[str]:
-        cmd = engine_command(str(job.config_path), str(job.dir), python=self.python)
-        return [shlex.join(cmd) + f"  >> {job.log_path}"]
+        cmds = stage_commands(job, python=self.python)
+        return [shlex.join(cmd) + f"  >> {job.log_path}" for cmd in cmds]
 
     def run(self, jobs: list[Job], on_done: OnDone, on_start=lambda job: None, on_tick=None):
         queue, running = list(jobs), {}  # slot → (job, Popen, t0)
@@ -115,7 +143,9 @@ class LocalBackend:
         if self.cache_dir:
             env.setdefault("JAX_COMPILATION_CACHE_DIR", str(self.cache_dir))
             env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
-        cmd = engine_command(str(job.config_path), str(job.dir), python=self.python)
+        cmds = stage_commands(job, python=self.python)
+        # Stages run in one shell, so wait4's CPU time covers all of them (and stops at a failure).
+        cmd = cmds[0] if len(cmds) == 1 else ["/bin/sh", "-c", " && ".join(map(shlex.join, cmds))]
         log = open(job.log_path, "a", encoding="utf-8")  # noqa: SIM115  (closed with the process)
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n")
         log.flush()
@@ -223,16 +253,24 @@ class TpuVmBackend:
         return [self.scp(tarball, "~/vit_jax_code.tar.gz"), self.ssh(f"{unpack} && {install}")]
 
     def point_cmds(self, job: Job) -> dict[str, list[str]]:
+        """Per stage: copy its config to every worker, run it on all, fetch its metrics."""
         remote_dir = f"{self.o.remote_workdir.rstrip('/')}/{job.name}"
-        config = f"{self.CONFIG_DIR}/{job.name}.py"
-        run = shlex.join(engine_command(config, remote_dir)).replace(
-            shlex.quote(f"--config={config}"), f'"--config={config}"'
-        )  # Keep $HOME expandable by the remote shell.
-        return {
-            "config": self.scp(str(job.config_path), config.replace("$HOME", "~")),
-            "run": self.ssh(f"cd {self.CODE_DIR} && {run}"),
-            "collect": ["gsutil", "cp", f"{remote_dir}/metrics.jsonl", f"{job.dir}/metrics.jsonl"],
-        }
+        cmds = {}
+        for stage, path in job.stages():
+            config = f"{self.CONFIG_DIR}/{job.name}{'.' + stage if stage else ''}.py"
+            workdir = f"{remote_dir}/{stage}" if stage else remote_dir
+            local = job.dir / stage if stage else job.dir
+            init_from = remote_dir if stage else None
+            run = shlex.join(engine_command(config, workdir, init_from=init_from)).replace(
+                shlex.quote(f"--config={config}"), f'"--config={config}"'
+            )  # Keep $HOME expandable by the remote shell.
+            suffix = f"_{stage}" if stage else ""
+            cmds[f"config{suffix}"] = self.scp(str(path), config.replace("$HOME", "~"))
+            cmds[f"run{suffix}"] = self.ssh(f"cd {self.CODE_DIR} && {run}")
+            cmds[f"collect{suffix}"] = [
+                "gsutil", "cp", f"{workdir}/metrics.jsonl", f"{local}/metrics.jsonl"
+            ]  # fmt: skip
+        return cmds
 
     def delete_cmds(self) -> list[list[str]]:
         if self.o.queued:
@@ -267,11 +305,12 @@ class TpuVmBackend:
             for job in jobs:
                 on_start(job)
                 cmds = self.point_cmds(job)
-                t0 = time.time()
-                rc = self._call(cmds["config"]) or self._call(cmds["run"])
-                wall = time.time() - t0
-                rc = rc or self._call(cmds["collect"])
-                on_done(job, rc, wall, self.cores)
+                t0, rc = time.time(), 0
+                for stage, _ in job.stages():
+                    suffix = f"_{stage}" if stage else ""
+                    for step in ("config", "run", "collect"):
+                        rc = rc or self._call(cmds[step + suffix])
+                on_done(job, rc, time.time() - t0, self.cores)
         finally:
             if created and not self.o.keep_vm:
                 for cmd in self.delete_cmds():

@@ -161,7 +161,22 @@ def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") 
     if status == "ok" and row["accuracy"] is None:
         row["status"] = "failed"
         row["error"] = "no eval line with accuracy in metrics.jsonl"
+    if getattr(point, "finetune", None) is not None:
+        row |= _finetune_columns(point.finetune, pathlib.Path(workdir) / "finetune")
+        if row["status"] == "ok" and row["finetune_accuracy"] is None:
+            row["status"] = "failed"
+            row["error"] = "no eval line with accuracy in finetune/metrics.jsonl"
     return row | evals
+
+
+def _finetune_columns(config, workdir: pathlib.Path) -> dict:
+    """The transfer stage's accuracy, and what it was: dataset, split, steps."""
+    return {
+        "finetune_accuracy": final_eval(read_metrics(workdir)).get("accuracy"),
+        "finetune_dataset": config.data.name,
+        "finetune_train_split": config.data.train_split,
+        "finetune_steps": config.total_steps,
+    }
 
 
 def write_tables(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:

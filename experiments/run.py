@@ -32,11 +32,14 @@ def write_point_config(point: sweep.Point, path: pathlib.Path) -> None:
     path.write_text(point_config_text(point), encoding="utf-8")
 
 
-def point_config_text(point: sweep.Point) -> str:
-    values = _flatten(point.config.to_dict())
+def point_config_text(point: sweep.Point, *, stage: str = "") -> str:
+    """The file's text for the point's run config, or (stage='finetune') its transfer stage's."""
+    config = point.finetune if stage == "finetune" else point.config
+    values = _flatten(config.to_dict())
     body = ",\n".join(f"    {k!r}: {v!r}" for k, v in values.items())
+    what = f"{stage} stage of sweep point" if stage else "sweep point"
     return (
-        f'"""Run config of sweep point {point.name} (written by experiments.run)."""\n\n'
+        f'"""Run config of {what} {point.name} (written by experiments.run)."""\n\n'
         "from vit_jax import config_lib\n\n"
         f"VALUES = {{\n{body},\n}}\n\n\n"
         "def get_config(arg=None):\n"
@@ -75,11 +78,16 @@ class Runner:
     def run(self, *, only: str | None = None, dry_run: bool = False) -> list[dict]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         selected = [p for p in self.points.values() if not only or re.search(only, p.name)]
-        jobs = [backends.Job(p.name, self.workdir / p.name) for p in selected]
+        jobs = [
+            backends.Job(p.name, self.workdir / p.name, finetune=p.finetune is not None)
+            for p in selected
+        ]
         self._check_configs(jobs)
         for job in jobs:
-            job.dir.mkdir(exist_ok=True)
-            write_point_config(self.points[job.name], job.config_path)
+            for stage, path in job.stages():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                text = point_config_text(self.points[job.name], stage=stage)
+                path.write_text(text, encoding="utf-8")
         todo = [j for j in jobs if not (j.dir / "result.json").exists()]
         for j in jobs:
             if j not in todo:
@@ -107,8 +115,10 @@ class Runner:
     def _check_configs(self, jobs) -> None:
         """Resuming (or skipping) a point run under another config would mix two experiments."""
         for job in jobs:
-            if job.config_path.exists():
-                if job.config_path.read_text() != point_config_text(self.points[job.name]):
+            for stage, path in job.stages():
+                if path.exists() and path.read_text() != point_config_text(
+                    self.points[job.name], stage=stage
+                ):
                     raise RunError(
                         f"{job.dir} was run with a different config than the sweep now gives "
                         "this point; use another --workdir or delete that directory"

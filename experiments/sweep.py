@@ -43,6 +43,23 @@ class SweepError(ValueError):
 
 
 @dataclasses.dataclass
+class Finetune:
+    """A transfer stage after every point's pre-training (paper §3.2 / Table 6's fine-tuned
+    accuracies): the point's final weights fine-tuned by another run config.
+
+    The stage's config is `base` (e.g. `load_config("configs/finetune.py:dataset=mnist")`) with
+    the point's model (name and every `model.*` key) and then `overrides` on top; the runner
+    sets `init_from.path` to the point's workdir, so the head is replaced by a zero one and the
+    position embeddings are resampled if the resolution changes. Results get
+    `finetune_accuracy`. `smoke_overrides` apply under `--smoke`.
+    """
+
+    base: ml_collections.ConfigDict
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    smoke_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
 class Sweep:
     """What a sweep file returns. `smoke_*` shrink the sweep for tests (`--smoke`)."""
 
@@ -51,6 +68,7 @@ class Sweep:
     smoke_axes: Axis | None = None  # None: the same axes as the full sweep.
     smoke_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     train_examples: int | None = None  # For `epochs`; None: asked of vit_jax.data.
+    finetune: Finetune | None = None  # A transfer stage for every point.
 
 
 @dataclasses.dataclass
@@ -62,6 +80,7 @@ class Point:
     model: str
     overrides: dict[str, Any]
     config: ml_collections.ConfigDict
+    finetune: ml_collections.ConfigDict | None = None  # The transfer stage's run config.
 
 
 def axis(key: str, values: Iterable[Any]) -> Axis:
@@ -106,6 +125,8 @@ def expand(sweep: Sweep, *, smoke: bool = False) -> list[Point]:
     out, seen = [], {}
     for overrides in axes or [{}]:
         point = _make_point(base, overrides, train_examples=sweep.train_examples)
+        if sweep.finetune is not None:
+            point.finetune = finetune_config(sweep.finetune, point, smoke=smoke)
         if point.name in seen:
             raise SweepError(f"two points named {point.name!r}: {seen[point.name]} and {overrides}")
         seen[point.name] = overrides
@@ -128,6 +149,22 @@ def _make_point(base, overrides, *, train_examples) -> Point:
     name = point_name(overrides)
     name = name if "model.name" in overrides else f"{model_label(model)}_{name}".rstrip("_")
     return Point(name=name, family=family(model), model=model, overrides=overrides, config=config)
+
+
+def finetune_config(stage: Finetune, point: Point, *, smoke: bool) -> ml_collections.ConfigDict:
+    """The transfer stage's config of `point`: the stage's base, the point's model, overrides."""
+    where = f"finetune of point {point.name}"
+    config = copy_config(stage.base)
+    model = {f"model.{k}": v for k, v in point.config.model.items()}
+    apply_overrides(config, model, where=where)
+    apply_overrides(config, stage.overrides, where=where)
+    if smoke:
+        apply_overrides(config, stage.smoke_overrides, where=f"{where} (smoke)")
+    try:
+        config_lib.validate(config)
+    except config_lib.ConfigError as e:
+        raise SweepError(f"{where}: {e}") from None
+    return config
 
 
 def apply_overrides(config, overrides: Mapping[str, Any], *, where: str = "override") -> None:

@@ -206,7 +206,7 @@ FAKE_ENGINE = r"""#!/usr/bin/env bash
 # Stands in for `python -m vit_jax.main`: records the call, writes an eval line, fails on demand.
 echo "$@" >> "$FAKE_LOG"
 for a in "$@"; do case "$a" in --workdir=*) wd="${a#--workdir=}";; esac; done
-case "$wd" in *steps3*) echo "error: boom" >&2; exit 1;; esac
+case "$wd" in *steps3*|*"${FAKE_FAIL:-none}") echo "error: boom" >&2; exit 1;; esac
 echo '{"step": 2, "kind": "eval", "accuracy": 0.75, "fewshot_10shot": 0.5}' >> "$wd/metrics.jsonl"
 """
 
@@ -263,6 +263,58 @@ def test_runner_resumes_and_records_failures(tmp_path, monkeypatch, fake_shapes)
     changed[0].config.optim.lr = 0.5
     with pytest.raises(run.RunError, match="different config"):
         run.Runner(changed, workdir, backend, out=lines.append).run()
+
+
+def _finetune_sweep():
+    stage = sweep.Finetune(
+        base=sweep.load_config("configs/finetune.py:dataset=mnist"),
+        overrides={"total_steps": 7, "data.train_split": "train[:10%]"},
+        smoke_overrides={"data.name": "fashion_mnist"},
+    )
+    axes = sweep.product(sweep.axis("model.name", ["mu/7"]), sweep.axis("total_steps", [2]))
+    base = config_lib.base_config()
+    base.model.classifier = "gap"
+    return sweep.Sweep(base=base, axes=axes, finetune=stage)
+
+
+def test_finetune_stage_config_takes_the_points_model():
+    (p,) = sweep.expand(_finetune_sweep())
+    ft = p.finetune
+    assert ft.model.name == "mu/7" and ft.model.classifier == "gap"  # The point's model keys.
+    assert ft.model.dtype == "float32"  # Pre-training's numerics, not the recipe's bfloat16.
+    assert ft.optim.name == "sgd" and ft.data.name == "mnist" and ft.data.image_size == 28
+    assert ft.total_steps == 7 and ft.data.train_split == "train[:10%]"
+    assert ft.data.flip is False and ft.data.augment == "pad_crop"  # Digits: crops, no flips.
+    (smoke,) = sweep.expand(_finetune_sweep(), smoke=True)
+    assert smoke.finetune.data.name == "fashion_mnist"
+    bad = _finetune_sweep()
+    bad.finetune.overrides["optim.lrr"] = 1.0
+    with pytest.raises(sweep.SweepError, match="finetune of point ViT-mu7_steps2.*optim.lrr"):
+        sweep.expand(bad)
+
+
+def test_runner_runs_the_finetune_stage_from_the_points_weights(tmp_path, monkeypatch, fake_shapes):
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    engine = _script(tmp_path / "fake_python", FAKE_ENGINE)
+    workdir = tmp_path / "sweep"
+    backend = backends.LocalBackend(python=str(engine))
+    (row,) = run.Runner(sweep.expand(_finetune_sweep()), workdir, backend, out=print).run()
+    pre, ft = log.read_text().splitlines()
+    point = workdir / "ViT-mu7_steps2"
+    assert f"--workdir={point}" in pre.split() and "init_from" not in pre
+    assert f"--workdir={point / 'finetune'}" in ft.split()
+    assert f"--config.init_from.path={point}" in ft.split()
+    assert "'data.name': 'mnist'" in (point / "finetune" / "config.py").read_text()
+    assert row["status"] == "ok" and row["finetune_accuracy"] == 0.75 and row["cpu_s"] >= 0
+    assert row["finetune_dataset"] == "mnist" and row["finetune_steps"] == 7
+    assert "finetune_accuracy" in (workdir / "results.csv").read_text().splitlines()[0]
+    # A transfer stage without an eval line fails the point (and it runs again next time).
+    (point / "result.json").unlink()
+    (point / "finetune" / "metrics.jsonl").unlink()
+    monkeypatch.setenv("FAKE_FAIL", "finetune")
+    (row,) = run.Runner(sweep.expand(_finetune_sweep()), workdir, backend, out=print).run()
+    assert row["status"] == "failed" and "boom" in row["error"]
 
 
 def test_dry_run_prints_points_without_running(tmp_path, fake_shapes):
@@ -399,3 +451,18 @@ def test_default_study_smoke_run_end_to_end(tmp_path):
     # Resume: everything is finished, nothing runs again.
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.count("skip ") == 3
+
+
+def test_full_study_smoke_runs_the_transfer_stage_through_the_engine(tmp_path):
+    workdir = tmp_path / "full"
+    cmd = [sys.executable, "-m", "experiments.run", f"--workdir={workdir}", "--smoke",
+           "--sweep=experiments/sweeps/fmnist_scaling_full.py", "--only=ViT"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
+    assert row["status"] == "ok" and 0.0 <= row["finetune_accuracy"] <= 1.0
+    ft = workdir / row["name"] / "finetune"
+    assert json.loads((ft / "config.json").read_text())["init_from"]["path"] == str(
+        workdir / row["name"]
+    )  # The engine got the point's weights through the command line.
+    assert "finetune_accuracy" in (workdir / "summary.md").read_text()

@@ -9,10 +9,14 @@ family's frontier reaches its saturating regime. Target: the best ViT at ≥ 93%
 Measured with an independent numpy-fed loop over the same model and optimizer code on one H200:
 XS/4 reaches 90.0% after 8k steps (lr 1e-3) and 91.8% after 20k steps (lr 2e-3); 93% at 48k
 steps is extrapolated, not yet measured.
-Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch.
+Transfer (paper §4.1 and Table 6's fine-tuned columns): every point's frozen features get the
+few-shot linear probe on another dataset (`transfer`, default MNIST via TFDS: accelerator
+machines have the network), and its weights are fine-tuned there by configs/finetune.py (SGD,
+zero head, 500 steps on 10% of the train split); rows get fewshot_{k}shot and finetune_accuracy.
+Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch, transfer ('' = none).
 """
 
-from experiments.sweep import Sweep, points, product
+from experiments.sweep import Finetune, Sweep, load_config, points, product
 from experiments.sweeps import fmnist_scaling
 from vit_jax import config_lib
 
@@ -24,7 +28,7 @@ MODELS = {
 
 
 def get_sweep(arg=None) -> Sweep:
-    args = config_lib.parse_arg(arg, steps=48000, lr=2e-3, seed=0, batch=128)
+    args = config_lib.parse_arg(arg, steps=48000, lr=2e-3, seed=0, batch=128, transfer="mnist")
     small = fmnist_scaling.get_sweep(f"lr={args.lr},seed={args.seed},batch={args.batch}")
     base = small.base
     base.data.eval_split = "test"
@@ -32,6 +36,8 @@ def get_sweep(arg=None) -> Sweep:
     base.data.flip = True
     base.checkpoint_every = 2000
     base.log_every = 200
+    if args.transfer:
+        base.fewshot.dataset = args.transfer
     return Sweep(
         base=base,
         axes=product(
@@ -45,4 +51,26 @@ def get_sweep(arg=None) -> Sweep:
         ),
         smoke_axes=small.smoke_axes,
         smoke_overrides=small.smoke_overrides,
+        finetune=transfer_stage(args.transfer, batch=args.batch) if args.transfer else None,
+    )
+
+
+def transfer_stage(dataset: str, *, batch: int) -> Finetune:
+    """Fine-tuning on 10% of `dataset`'s train split (low-data transfer), evaluated on its test."""
+    return Finetune(
+        base=load_config(f"configs/finetune.py:dataset={dataset},batch={batch}"),
+        overrides={
+            "data.train_split": "train[:10%]",
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "keep_checkpoints": 1,
+            "progress_bar": False,
+        },
+        smoke_overrides={  # Offline, tiny: the data the smoke run already reads.
+            "data.name": "fashion_mnist",
+            "data.train_split": "train[:5%]",
+            "data.eval_split": "test[:5%]",
+            "total_steps": 10,
+            "optim.warmup_steps": 1,
+        },
     )
