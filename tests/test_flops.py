@@ -78,7 +78,7 @@ def test_conv_stem_macs_agree_with_xla(stem, shape):
 
     from vit_jax.models import resnet
 
-    spec = models.spec(f"Cstem-w32+XXS/{resnet.STEMS[stem][2]}")
+    spec = models.spec(f"Cstem-w32+XXS/{resnet.stem_downsampling(stem)}")
     assert spec.resnet.stem == stem
 
     class Stem(nn.Module):

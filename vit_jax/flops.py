@@ -93,7 +93,7 @@ def _taps(n, kernel, stride):
 
 def _resnet_macs(r, h, w, c, count_padding):
     """MACs of the BiT trunk (stem + bottleneck stages); returns (macs, (h, w, channels) out)."""
-    stem_kernel, stem_stride, _ = resnet.STEMS[r.stem]
+    stem_kernel, stem_stride = resnet.STEMS[r.stem]
     total, h, w = _conv_macs(h, w, c, r.width, stem_kernel, stem_stride, count_padding)
     c = r.width
     for mult in resnet.CONV_STEM_WIDENING.get(r.stem, ()):

@@ -27,7 +27,7 @@ import copy
 import jax.numpy as jnp
 import ml_collections
 
-from vit_jax.models.resnet import STEMS
+from vit_jax.models.resnet import stem_downsampling
 
 # size: (hidden_size, num_layers, mlp_dim, num_heads)
 VIT_SIZES = {
@@ -101,7 +101,7 @@ def _resnet(units, width, stem):
 
 def _trunk_stride(resnet):
     """Downsampling of a ResNet trunk: the stem's (BiT 4, conv4 4, small 1) × 2 per later stage."""
-    return STEMS[resnet.stem][2] * 2 ** max(len(resnet.units) - 1, 0)
+    return stem_downsampling(resnet.stem) * 2 ** max(len(resnet.units) - 1, 0)
 
 
 def _vit(name, size, patch, *, family="vit", resnet=None, dropout=0.0, small=False, gap=False):

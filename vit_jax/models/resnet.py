@@ -23,10 +23,17 @@ from jax import lax
 
 Dtype = Any
 _CONV_AXES = (None, None, "conv_in", "conv_out")
-# stem: (first conv's kernel, its stride, the stem's total downsampling); see `resnet_trunk`.
-STEMS = {"bit": (7, 2, 4), "small": (3, 1, 1), "conv4": (3, 2, 4), "conv8": (3, 2, 8)}
+# stem: (first conv's kernel, its stride); see `resnet_trunk`.
+STEMS = {"bit": (7, 2), "small": (3, 1), "conv4": (3, 2), "conv8": (3, 2)}
 # Convolutional stems: the width multiplier of each 3×3/2 conv after the first (`conv_root2`, ...).
 CONV_STEM_WIDENING = {"conv4": (1,), "conv8": (2, 4)}
+
+
+def stem_downsampling(stem: str) -> int:
+    """The stem's total stride: its first conv's, ×2 per further conv, ×2 for BiT's max-pool."""
+    if stem not in STEMS:
+        raise ValueError(f"unknown ResNet stem {stem!r}")
+    return STEMS[stem][1] * 2 ** len(CONV_STEM_WIDENING.get(stem, ())) * (2 if stem == "bit" else 1)
 
 
 def weight_standardize(w: jnp.ndarray, *, axis: Sequence[int], eps: float) -> jnp.ndarray:
@@ -163,7 +170,7 @@ def resnet_trunk(x, *, width, units, stem, dtype, param_dtype):
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     if stem not in STEMS:
         raise ValueError(f"unknown ResNet stem {stem!r}")
-    kernel, stride, _ = STEMS[stem]
+    kernel, stride = STEMS[stem]
     x = std_conv(width, kernel, strides=stride, name="conv_root", **kw)(x)
     x = nn.relu(group_norm(width, name="gn_root", **kw)(x))
     for i, mult in enumerate(CONV_STEM_WIDENING.get(stem, ())):
