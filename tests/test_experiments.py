@@ -407,6 +407,19 @@ def test_tpu_vm_run_issues_commands_and_collects_results(tmp_path, fake_gcloud, 
     assert not any("create" in c or "delete" in c for c in calls)
 
 
+def test_tpu_vm_runs_the_finetune_stage_on_all_workers(tmp_path, fake_gcloud, fake_shapes):
+    args = _tpu_args(tmp_path)
+    workdir = pathlib.Path(args.workdir)
+    backend = run.make_backend(args, workdir, out=lambda *a: None)
+    (row,) = run.Runner(sweep.expand(_finetune_sweep()), workdir, backend, out=print).run()
+    runs = [c for c in fake_gcloud.read_text().splitlines() if "vit_jax.main" in c]
+    remote = tmp_path / "bucket" / "ViT-mu7_steps2"
+    assert len(runs) == 2 and all("--worker=all" in c for c in runs)
+    assert "init_from" not in runs[0] and f"--workdir={remote}/finetune" in runs[1]
+    assert f"--config.init_from.path={remote}" in runs[1]
+    assert row["status"] == "ok" and row["finetune_accuracy"] == 0.5
+
+
 def test_progress_bar_counts_running_points_by_their_steps(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
