@@ -49,22 +49,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-@pytest.fixture(scope="session")
-def fmnist_dir(tmp_path_factory):
-    if not HAVE_IDX:
-        pytest.skip("Debian's dataset-fashion-mnist is not installed")
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    start = time.perf_counter()
-    assert fashion_mnist.prepare(data_dir=data_dir) == data_dir
-    print(f"\nprepared Fashion-MNIST in {time.perf_counter() - start:.1f}s")
-    return data_dir
-
-
-@pytest.fixture(scope="session")
-def raw_test():
-    return fashion_mnist.read_split(fashion_mnist.SOURCE_DIR, "test")
-
-
 def fmnist(fmnist_dir, **overrides):
     return data_config(data_dir=fmnist_dir, **overrides)
 

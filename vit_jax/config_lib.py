@@ -56,9 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention_impl = _str()  # None = XLA; "cudnn" = fused flash attention on GPU.
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "tfds"  # tfds | folder
-    c.data.name = "fashion_mnist"  # TFDS name (source=tfds).
-    c.data.root = _str()  # root/{train,test}/<class>/*.jpg|png (source=folder).
+    c.data.source = "tfds"  # tfds | folder | arrays (MNIST-family IDX files, no TensorFlow)
+    c.data.name = "fashion_mnist"  # TFDS name (source=tfds); fashion_mnist|mnist|kmnist (arrays).
+    c.data.root = _str()  # root/{train,test}/<class>/*.jpg|png (folder); IDX directory (arrays).
     c.data.data_dir = _str()  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
     c.data.train_split = "train"  # Any TFDS split string, e.g. "train[:10%]" for data-size sweeps.
     c.data.eval_split = "test"
@@ -188,7 +188,7 @@ _CHOICES = {
     "model.gelu": (None, "tanh", "exact"),
     "model.remat_policy": ("none", "full", "dots", "dots_no_batch"),
     "model.attention_impl": (None, "xla", "cudnn"),
-    "data.source": ("tfds", "folder"),
+    "data.source": ("tfds", "folder", "arrays"),
     "data.augment": ("inception_crop", "pad_crop", "resize"),
     "optim.name": ("adam", "sgd"),
     "optim.schedule": ("cosine", "linear", "constant"),
@@ -216,6 +216,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.data.source == "folder" and not config.data.root:
         raise ConfigError("config.data.root: required when config.data.source='folder'")
+    if config.data.source == "arrays":
+        from vit_jax.data import arrays
+
+        arrays.check(config.data)
     from vit_jax import models  # Late import: configs are checked before models are built.
 
     if config.model.name not in models.names():

@@ -10,6 +10,7 @@ import json
 import os
 
 import jax
+from absl import logging
 
 
 class MetricWriter:
@@ -18,9 +19,12 @@ class MetricWriter:
         self._path = os.path.join(workdir, "metrics.jsonl")
         self._tb = None
         if self._active and tensorboard:
-            import tensorflow as tf  # Only for its event-file writer.
-
-            self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+            try:
+                import tensorflow as tf  # Only for its event-file writer.
+            except ImportError:  # A TensorFlow-free install (data.source='arrays'): jsonl only.
+                logging.warning("TensorFlow is not installed: no TensorBoard events are written")
+            else:
+                self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, kind: str, values: dict) -> None:
         if not self._active:

@@ -7,7 +7,8 @@ r"""The default scaling study: ViT vs ResNet vs hybrid on Fashion-MNIST 28×28, 
 A miniature of the ViT paper's Fig. 5 / Table 6: each family at four sizes, each trained for a
 fixed number of steps, so training compute (6 × MACs × images seen) grows with model size; the
 error-vs-compute frontier and its saturating power law come out of experiments.analysis.
-Arguments (`:k=v,...`): steps, lr, seed, batch, eval (the eval split).
+Arguments (`:k=v,...`): steps, lr, seed, batch, eval (the eval split), source (tfds | arrays:
+the numpy-only input path, for machines without TensorFlow).
 
 Measured (experiments/README.md): 717 s wall on the idle 2-core CPU with --parallel=2;
 compute 1.5e-8 to 8.9e-7 exaFLOPs (61×); hybrids and ViTs lead, plain ResNets trail at equal
@@ -28,7 +29,9 @@ MODELS = {
 
 
 def get_sweep(arg=None) -> Sweep:
-    args = config_lib.parse_arg(arg, steps=300, lr=3e-3, seed=0, batch=32, eval="test[:50%]")
+    args = config_lib.parse_arg(
+        arg, steps=300, lr=3e-3, seed=0, batch=32, eval="test[:50%]", source="tfds"
+    )
     base = config_lib.base_config()
     base.batch_size = args.batch
     base.eval_every = 0  # Only the final eval: the study compares end points.
@@ -37,6 +40,7 @@ def get_sweep(arg=None) -> Sweep:
     base.log_every = 25
     base.progress_bar = False
     base.data.name = "fashion_mnist"
+    base.data.source = args.source  # arrays: no TensorFlow (other batches and eval half).
     base.data.eval_split = args.eval  # Half the test set: ±0.6% noise, half the eval cost.
     base.data.image_size = 28
     # Under one epoch nothing overfits: augmentation would only slow learning down.

@@ -13,7 +13,8 @@ Transfer (paper §4.1 and Table 6's fine-tuned columns): every point's frozen fe
 few-shot linear probe on another dataset (`transfer`, default MNIST via TFDS: accelerator
 machines have the network), and its weights are fine-tuned there by configs/finetune.py (SGD,
 zero head, 500 steps on 10% of the train split); rows get fewshot_{k}shot and finetune_accuracy.
-Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch, transfer ('' = none).
+Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch, transfer ('' = none),
+source (tfds | arrays: no TensorFlow needed, e.g. on a bare GPU image; use with transfer=).
 """
 
 from experiments.sweep import Finetune, Sweep, load_config, points, product
@@ -28,8 +29,12 @@ MODELS = {
 
 
 def get_sweep(arg=None) -> Sweep:
-    args = config_lib.parse_arg(arg, steps=48000, lr=2e-3, seed=0, batch=128, transfer="mnist")
-    small = fmnist_scaling.get_sweep(f"lr={args.lr},seed={args.seed},batch={args.batch}")
+    args = config_lib.parse_arg(
+        arg, steps=48000, lr=2e-3, seed=0, batch=128, transfer="mnist", source="tfds"
+    )
+    small = fmnist_scaling.get_sweep(
+        f"lr={args.lr},seed={args.seed},batch={args.batch},source={args.source}"
+    )
     base = small.base
     base.data.eval_split = "test"
     base.data.augment = "pad_crop"  # Many epochs: augmentation against overfitting.

@@ -13,23 +13,12 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from vit_jax.data import order, preprocess, reading, sources
+from vit_jax.data.common import local_batch_size
 from vit_jax.data.order import BATCH, EXAMPLE
 from vit_jax.data.sources import ArraySplit, FileSplit
 
 _DECODED: dict = {}  # Recently decoded host splits (eval runs many times in one training run).
 _MAX_DECODED = 4
-
-
-def local_batch_size(global_batch_size: int, process_count: int) -> int:
-    """The batch each process yields; the global batch must split evenly over processes."""
-    if global_batch_size <= 0 or process_count <= 0:
-        raise ValueError(f"global batch size {global_batch_size} and process count must be > 0")
-    if global_batch_size % process_count:
-        raise ValueError(
-            f"global batch size {global_batch_size} is not divisible by "
-            f"process_count={process_count}"
-        )
-    return global_batch_size // process_count
 
 
 def train_iterator(
@@ -96,35 +85,19 @@ def _batches(part, *, batch: int, start: int, rng: order.Rng, aug, window: int):
     return ds.batch(batch, drop_remainder=True), preprocess.batch_augment(aug)
 
 
-def num_eval_batches(
-    data_config, *, global_batch_size: int, process_count: int = 1, split: str | None = None
-) -> int:
-    """Batches every process yields for `split`: enough for the largest process slice."""
-    batch = local_batch_size(global_batch_size, process_count)
-    split = split or data_config.eval_split
-    sizes = sources.host_sizes(data_config, split, process_count=process_count)
-    return -(-max(sizes) // batch)
-
-
 def eval_iterator(
     data_config,
     *,
     global_batch_size: int,
+    count: int,
     process_index: int = 0,
     process_count: int = 1,
     split: str | None = None,
 ) -> Iterator[dict]:
-    """Every example of `split` once over all processes, resized to S, in a fixed order.
-
-    Yields {'image', 'label', 'mask'}; mask is False on padding. Every process yields
-    `num_eval_batches(...)` batches, a short one padded with fully masked batches, so collective
-    eval steps never wait on a process that ran out.
-    """
+    """`count` batches of this process's part of `split`: every example once, resized to S, in
+    a fixed order, then fully masked padding (see `vit_jax.data.eval_iterator`)."""
     batch = local_batch_size(global_batch_size, process_count)
     split = split or data_config.eval_split
-    count = num_eval_batches(
-        data_config, global_batch_size=global_batch_size, process_count=process_count, split=split
-    )
     part = _host_split(data_config, split, process_index, process_count)
     size = data_config.image_size
     ds = reading.examples(part)

@@ -20,20 +20,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vit_jax.data import fashion_mnist
+from vit_jax.data.common import DatasetInfo, even_bounds
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What a model and a training loop need to know about a dataset config."""
-
-    num_classes: int
-    channels: int
-    num_train: int  # Examples in config.data.train_split (all processes together).
-    num_eval: int  # Examples in config.data.eval_split.
-    class_names: tuple[str, ...]
-    image_shape: tuple[int, int, int]  # (S, S, C) of the images the iterators yield.
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -118,13 +107,6 @@ def host_sizes(data_config, split: str, *, process_count: int) -> list[int]:
     builder = tfds_builder(data_config)
     parts = tfds.even_splits(split, n=process_count)
     return [split_info(builder, part).num_examples for part in parts]
-
-
-def even_bounds(n: int, count: int, index: int) -> tuple[int, int]:
-    """[start, stop) of part `index` of `count`; the first n % count get one more (as TFDS)."""
-    base, extra = divmod(n, count)
-    start = index * base + min(index, extra)
-    return start, start + base + (index < extra)
 
 
 # --- TFDS ---------------------------------------------------------------------------------------
