@@ -137,9 +137,9 @@ def augment(images: np.ndarray, rng: np.random.Generator, data_config) -> np.nda
     if pad > 0:
         padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
         dy, dx = rng.integers(0, 2 * pad + 1, size=(2, b))
-        rows = (dy[:, None] + np.arange(h))[:, :, None]
-        cols = (dx[:, None] + np.arange(w))[:, None, :]
-        images = padded[np.arange(b)[:, None, None], rows, cols]
+        # Every h×w window of each padded image, as a view; pick one per image (no index grids).
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))
+        images = np.moveaxis(windows[np.arange(b), dy, dx], 1, -1)  # [b, C, h, w] → [b, h, w, C]
     if data_config.flip:
         flip = rng.random(b) < 0.5
         images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
@@ -166,7 +166,9 @@ def train_iterator(
             orders.setdefault(int(e), _rng(seed, process_index, 0, int(e)).permutation(n))
         for e in [e for e in orders if e < epochs[0]]:
             del orders[e]
-        idx = np.array([orders[int(e)][o] for e, o in zip(epochs, offsets, strict=True)])
+        idx = np.empty(batch, np.int64)
+        for e in np.unique(epochs):
+            idx[epochs == e] = orders[int(e)][offsets[epochs == e]]
         x = augment(images[idx], _rng(seed, process_index, 1, step), data_config)
         yield {"image": normalize(x), "label": labels[idx]}
 

@@ -30,11 +30,7 @@ def train_iterator(
     process_count: int = 1,
     start_step: int = 0,
 ) -> Iterator[dict]:
-    """Endless {'image': float32 [b, S, S, C] in [-1, 1], 'label': int32 [b]} of this process.
-
-    b = global_batch_size // process_count. `start_step=k` starts with what batch k (0-based) of
-    a fresh iterator would be, without decoding the k batches before it.
-    """
+    """The tf.data path of `vit_jax.data.train_iterator` (which documents the contract)."""
     batch = local_batch_size(global_batch_size, process_count)
     if start_step < 0:
         raise ValueError(f"start_step={start_step} must be >= 0")
