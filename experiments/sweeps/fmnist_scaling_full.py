@@ -8,7 +8,8 @@ model at two training lengths (a quarter and all of `steps`) with the usual augm
 family's frontier reaches its saturating regime. Target: the best ViT at ≥ 93% test accuracy.
 Measured with an independent numpy-fed loop over the same model and optimizer code on one H200:
 XS/4 reaches 90.0% after 8k steps (lr 1e-3) and 91.8% after 20k steps (lr 2e-3); 93% at 48k
-steps is extrapolated, not yet measured.
+steps is extrapolated, not yet measured. `bash experiments/gpu_fmnist_full.sh` runs the 48k-step
+XS/4 point through this runner and the engine on a GPU image without TensorFlow (source=arrays).
 Transfer (paper §4.1 and Table 6's fine-tuned columns): every point's frozen features get the
 few-shot linear probe on another dataset (`transfer`, default MNIST via TFDS: accelerator
 machines have the network), and its weights are fine-tuned there by configs/finetune.py (SGD,
