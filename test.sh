@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh
-.venv/bin/ruff check vit_jax configs experiments tests
+.venv/bin/ruff check vit_jax configs experiments tests notebooks
 exec .venv/bin/python -m pytest -q tests "$@"
