@@ -170,9 +170,22 @@ def test_moving_into_place_replaces_leftovers_and_loses_races_quietly(fmnist_dir
     assert not (final / "half_written.tfrecord").exists()
 
 
-def test_prepare_without_any_source_says_how_to_get_data(tmp_path, no_network):
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+def test_prepare_without_any_source_says_how_to_get_data(tmp_path, monkeypatch):
+    class Offline:  # TFDS's downloader as it ends without network (minus its minutes of retries).
+        def __init__(self, name, data_dir):
+            assert name == "fashion_mnist" and data_dir == str(tmp_path / "tfds")
+
+        def is_prepared(self):
+            return False
+
+        def download_and_prepare(self):
+            raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(tfds, "builder", Offline)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist") as e:
         fashion_mnist.prepare(data_dir=str(tmp_path / "tfds"), source_dir=str(tmp_path))
+    assert "download failed (OSError: network disabled in tests)" in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 # --- Training iterator --------------------------------------------------------------------------
