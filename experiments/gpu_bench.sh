@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one benchmark run for the GPU machine (see experiments/gpu_bench.py for the phases):
+# The one benchmark run for the GPU machine (see experiments/gpu_bench/__init__.py for the phases):
 #   bash experiments/gpu_bench.sh            # GPU: ~8 minutes, results in $OUT (default ./bench_out)
 #   bash experiments/gpu_bench.sh --smoke    # CPU dry run with tiny models, end to end
 # Options: --budget=SECONDS (default 450; or BENCH_BUDGET_S). PYTHON picks the interpreter.

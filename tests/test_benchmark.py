@@ -172,7 +172,7 @@ def test_imports_without_ml_collections_and_runs_with_the_stand_in():
 
 
 def test_gpu_script_plans_every_phase_within_its_budget(tmp_path, monkeypatch, capsys):
-    """experiments/gpu_bench.py --dry_run: the GPU plan (goals, ablations, inference table,
+    """experiments/gpu_bench --dry_run: the GPU plan (goals, ablations, inference table,
     extras) with time estimates, nothing run; the summary files are written."""
     from experiments import gpu_bench
 
