@@ -28,8 +28,11 @@ __all__ = [
 ]
 
 
-def _tf_path():
-    from vit_jax.data import pipeline  # Late: imports TensorFlow.
+def _path(data_config):
+    """The module that serves the config's source: numpy arrays, or tf.data (imported late)."""
+    if data_config.source == "arrays":
+        return arrays
+    from vit_jax.data import pipeline
 
     return pipeline
 
@@ -61,12 +64,7 @@ def train_iterator(
     """
     if start_step < 0:
         raise ValueError(f"start_step={start_step} must be >= 0")
-    if data_config.source != "arrays":
-        return _tf_path().train_iterator(
-            data_config, global_batch_size=global_batch_size, seed=seed,
-            process_index=process_index, process_count=process_count, start_step=start_step,
-        )  # fmt: skip
-    return arrays.train_iterator(
+    return _path(data_config).train_iterator(
         data_config, batch=local_batch_size(global_batch_size, process_count), seed=seed,
         process_index=process_index, process_count=process_count, start_step=start_step,
     )  # fmt: skip
@@ -105,12 +103,7 @@ def eval_iterator(
     count = num_eval_batches(
         data_config, global_batch_size=global_batch_size, process_count=process_count, split=split
     )
-    if data_config.source != "arrays":
-        return _tf_path().eval_iterator(
-            data_config, global_batch_size=global_batch_size, count=count,
-            process_index=process_index, process_count=process_count, split=split,
-        )  # fmt: skip
-    return arrays.eval_iterator(
+    return _path(data_config).eval_iterator(
         data_config, batch=local_batch_size(global_batch_size, process_count), split=split,
         process_index=process_index, process_count=process_count, count=count,
     )  # fmt: skip

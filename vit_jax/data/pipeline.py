@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from vit_jax.data import order, preprocess, reading, sources
-from vit_jax.data.common import local_batch_size
 from vit_jax.data.order import BATCH, EXAMPLE
 from vit_jax.data.sources import ArraySplit, FileSplit
 
@@ -22,18 +21,10 @@ _MAX_DECODED = 4
 
 
 def train_iterator(
-    data_config,
-    *,
-    global_batch_size: int,
-    seed: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    start_step: int = 0,
+    data_config, *, batch: int, seed: int, process_index: int, process_count: int, start_step: int
 ) -> Iterator[dict]:
-    """The tf.data path of `vit_jax.data.train_iterator` (which documents the contract)."""
-    batch = local_batch_size(global_batch_size, process_count)
-    if start_step < 0:
-        raise ValueError(f"start_step={start_step} must be >= 0")
+    """The tf.data path of `vit_jax.data.train_iterator` (which documents the contract); `batch`
+    is this process's share of the global batch."""
     part = _host_split(data_config, data_config.train_split, process_index, process_count)
     if part.size == 0:
         raise ValueError(f"split {data_config.train_split!r} has no examples for this process")
@@ -82,18 +73,10 @@ def _batches(part, *, batch: int, start: int, rng: order.Rng, aug, window: int):
 
 
 def eval_iterator(
-    data_config,
-    *,
-    global_batch_size: int,
-    count: int,
-    process_index: int = 0,
-    process_count: int = 1,
-    split: str | None = None,
+    data_config, *, batch: int, split: str, process_index: int, process_count: int, count: int
 ) -> Iterator[dict]:
     """`count` batches of this process's part of `split`: every example once, resized to S, in
     a fixed order, then fully masked padding (see `vit_jax.data.eval_iterator`)."""
-    batch = local_batch_size(global_batch_size, process_count)
-    split = split or data_config.eval_split
     part = _host_split(data_config, split, process_index, process_count)
     size = data_config.image_size
     ds = reading.examples(part)
