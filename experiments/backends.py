@@ -23,6 +23,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from experiments.sweep import FINETUNE
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -53,9 +55,6 @@ class Job:
 
 
 OnDone = Callable[[Job, int, float, int], None]
-
-
-FINETUNE = "finetune"
 
 
 def engine_command(
@@ -252,10 +251,10 @@ class TpuVmBackend:
         unpack = f"mkdir -p {self.CODE_DIR} && tar xzf ~/vit_jax_code.tar.gz -C {self.CODE_DIR}"
         return [self.scp(tarball, "~/vit_jax_code.tar.gz"), self.ssh(f"{unpack} && {install}")]
 
-    def point_cmds(self, job: Job) -> dict[str, list[str]]:
-        """Per stage: copy its config to every worker, run it on all, fetch its metrics."""
+    def point_cmds(self, job: Job) -> list[dict[str, list[str]]]:
+        """Per stage, in order: copy its config to all workers, run it on all, fetch its metrics."""
         remote_dir = f"{self.o.remote_workdir.rstrip('/')}/{job.name}"
-        cmds = {}
+        stages = []
         for stage, path in job.stages():
             config = f"{self.CONFIG_DIR}/{job.name}{'.' + stage if stage else ''}.py"
             workdir = f"{remote_dir}/{stage}" if stage else remote_dir
@@ -264,13 +263,12 @@ class TpuVmBackend:
             run = shlex.join(engine_command(config, workdir, init_from=init_from)).replace(
                 shlex.quote(f"--config={config}"), f'"--config={config}"'
             )  # Keep $HOME expandable by the remote shell.
-            suffix = f"_{stage}" if stage else ""
-            cmds[f"config{suffix}"] = self.scp(str(path), config.replace("$HOME", "~"))
-            cmds[f"run{suffix}"] = self.ssh(f"cd {self.CODE_DIR} && {run}")
-            cmds[f"collect{suffix}"] = [
-                "gsutil", "cp", f"{workdir}/metrics.jsonl", f"{local}/metrics.jsonl"
-            ]  # fmt: skip
-        return cmds
+            stages.append({
+                "config": self.scp(str(path), config.replace("$HOME", "~")),
+                "run": self.ssh(f"cd {self.CODE_DIR} && {run}"),
+                "collect": ["gsutil", "cp", f"{workdir}/metrics.jsonl", f"{local}/metrics.jsonl"],
+            })  # fmt: skip
+        return stages
 
     def delete_cmds(self) -> list[list[str]]:
         if self.o.queued:
@@ -281,7 +279,7 @@ class TpuVmBackend:
     # Running ----------------------------------------------------------------------------------
 
     def describe(self, job: Job) -> list[str]:
-        return [shlex.join(c) for c in self.point_cmds(job).values()]
+        return [shlex.join(c) for stage in self.point_cmds(job) for c in stage.values()]
 
     def dry_run_lines(self, jobs: list[Job]) -> list[str]:
         lines = [f"# reuse the VM if this succeeds: {shlex.join(self.describe_cmd())}"]
@@ -304,12 +302,10 @@ class TpuVmBackend:
                 self._call(cmd, check=True)
             for job in jobs:
                 on_start(job)
-                cmds = self.point_cmds(job)
                 t0, rc = time.time(), 0
-                for stage, _ in job.stages():
-                    suffix = f"_{stage}" if stage else ""
-                    for step in ("config", "run", "collect"):
-                        rc = rc or self._call(cmds[step + suffix])
+                for stage in self.point_cmds(job):
+                    for cmd in stage.values():  # config, run, collect; stop at a failure.
+                        rc = rc or self._call(cmd)
                 on_done(job, rc, time.time() - t0, self.cores)
         finally:
             if created and not self.o.keep_vm:

@@ -14,6 +14,8 @@ import json
 import pathlib
 from typing import Any
 
+from experiments.sweep import FINETUNE
+
 FLOPS_PER_MAC_TRAINING = 6  # 3 passes (forward + backward ≈ 2 forwards) × 2 FLOPs per MAC.
 EXA = 1e18
 
@@ -161,8 +163,8 @@ def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") 
     if status == "ok" and row["accuracy"] is None:
         row["status"] = "failed"
         row["error"] = "no eval line with accuracy in metrics.jsonl"
-    if getattr(point, "finetune", None) is not None:
-        row |= _finetune_columns(point.finetune, pathlib.Path(workdir) / "finetune")
+    if point.finetune is not None:
+        row |= _finetune_columns(point.finetune, pathlib.Path(workdir) / FINETUNE)
         if row["status"] == "ok" and row["finetune_accuracy"] is None:
             row["status"] = "failed"
             row["error"] = "no eval line with accuracy in finetune/metrics.jsonl"

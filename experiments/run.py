@@ -23,18 +23,19 @@ from experiments import backends, results, sweep
 from experiments.progress import Progress
 
 
-def write_point_config(point: sweep.Point, path: pathlib.Path) -> None:
+def write_point_config(point: sweep.Point, path: pathlib.Path, *, stage: str = "") -> None:
     """A self-contained configs-style file holding every value of the point's config.
 
     Values are Python literals (repr), so tuples stay tuples and floats round-trip exactly; the
     file only needs vit_jax.config_lib, so it works wherever the engine is installed.
     """
-    path.write_text(point_config_text(point), encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(point_config_text(point, stage=stage), encoding="utf-8")
 
 
 def point_config_text(point: sweep.Point, *, stage: str = "") -> str:
     """The file's text for the point's run config, or (stage='finetune') its transfer stage's."""
-    config = point.finetune if stage == "finetune" else point.config
+    config = point.finetune if stage == sweep.FINETUNE else point.config
     values = _flatten(config.to_dict())
     body = ",\n".join(f"    {k!r}: {v!r}" for k, v in values.items())
     what = f"{stage} stage of sweep point" if stage else "sweep point"
@@ -85,9 +86,7 @@ class Runner:
         self._check_configs(jobs)
         for job in jobs:
             for stage, path in job.stages():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                text = point_config_text(self.points[job.name], stage=stage)
-                path.write_text(text, encoding="utf-8")
+                write_point_config(self.points[job.name], path, stage=stage)
         todo = [j for j in jobs if not (j.dir / "result.json").exists()]
         for j in jobs:
             if j not in todo:

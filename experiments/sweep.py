@@ -42,6 +42,9 @@ class SweepError(ValueError):
     """A sweep definition is wrong; the message is one line naming the point and the key."""
 
 
+FINETUNE = "finetune"  # The transfer stage's name: its subdirectory of a point's workdir.
+
+
 @dataclasses.dataclass
 class Finetune:
     """A transfer stage after every point's pre-training (paper §3.2 / Table 6's fine-tuned

@@ -72,8 +72,7 @@ def split_bounds(split: str, n: int) -> tuple[str, int, int]:
 def load(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N, 28, 28, 1], labels int32 [N]) of a split slice, in file order."""
     root = _root(data_config)
-    name = _SPLIT.match(split.replace(" ", ""))
-    name = name["name"] if name else split
+    name = split_bounds(split, 0)[0]  # The split's name (and a checked format) before its size.
     if name not in fashion_mnist.SPLIT_FILES:
         raise ArraysError(f"split {split!r}: the arrays source has 'train' and 'test'")
     key = (root, name)
