@@ -136,6 +136,10 @@ def test_pretrain_then_finetune_at_another_resolution(tmp_path, monkeypatch):
     np.testing.assert_array_equal(captured[POSEMB], expected)
     final = tree.flatten(jax.tree.map(np.asarray, _final_params(tmp_path / "finetune")))
     for key, value in final.items():
+        if key.endswith("/key/bias"):
+            # q·b_k adds the same number to every logit of a query row, so softmax makes this
+            # gradient exactly zero: whether it moves is rounding noise, not behaviour.
+            continue
         frozen = key.startswith("Transformer/encoderblock_0/MlpBlock_0/")
         assert np.array_equal(value, captured[key]) == frozen, key
         if frozen:
