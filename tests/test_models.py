@@ -3,8 +3,13 @@
 Big models are only traced (`jax.eval_shape`); forward passes use the tiny 28×28 variants.
 """
 
+import dataclasses
 import functools
 import multiprocessing
+import os
+import pathlib
+import subprocess
+import sys
 from concurrent import futures
 
 import flax.linen as nn
@@ -14,8 +19,8 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from vit_jax import config_lib, models
-from vit_jax.models import attention, registry, table, vit
+from vit_jax import config_lib, flops, models
+from vit_jax.models import attention, model_spec, registry, table, vit
 
 KEY = jax.random.key(0)
 # Tests compile many tiny programs: skipping LLVM's optimisations makes each ~3x cheaper. One jitted
@@ -114,7 +119,7 @@ def test_aliases_are_their_canonical_models():
     assert len(names) == len(set(names))
     for alias, name in REFERENCE_NAMES.items():
         assert alias in names and name in names
-        assert models.spec(alias).to_dict() == models.spec(name).to_dict()
+        assert models.spec(alias) == models.spec(name)
         assert models.family(alias) == models.family(name)
     assert models.spec("R50+ViT-B_16").resnet.units == (3, 4, 9)
     assert models.spec("ViT-B_16-gap-norep").classifier == "gap"
@@ -133,13 +138,15 @@ def test_registry_covers_the_brief():
         for base in (8, 16, 32):
             assert {f"R{depth}-w{base}+{s}/4" for s in ("mu", "Ti", "S", "M")} <= names
     assert {"R50+B/16", "R50+B/32", "R50+L/32", "R26+S/32", "R50x2+B/16"} <= names
-    assert models.spec("R26-w16").resnet.to_dict() == dict(units=(2, 3, 3), width=16, stem="small")
+    assert models.spec("R26-w16").resnet == models.ResNetSpec(
+        units=(2, 3, 3), width=16, stem="small"
+    )
     assert models.spec("R50x2+B/16").resnet.width == 128
     stem = models.spec("Cstem-w32+XXS/4")
-    assert stem.resnet.to_dict() == dict(units=(), width=32, stem="conv4")
+    assert stem.resnet == models.ResNetSpec(units=(), width=32, stem="conv4")
     assert (stem.family, stem.total_stride, stem.patch_size) == ("hybrid", 4, 1)
     stem8 = models.spec("Cstem-w32+XXS/8")
-    assert stem8.resnet.to_dict() == dict(units=(), width=32, stem="conv8")
+    assert stem8.resnet == models.ResNetSpec(units=(), width=32, stem="conv8")
     assert (stem8.total_stride, stem8.patch_size) == (8, 1)
 
 
@@ -176,7 +183,7 @@ def test_grid_side_errors_name_the_numbers():
         models.grid_side(models.spec("Rstem+Ti/32"), 200)
 
 
-def test_spec_is_a_copy_with_the_hyperparameters():
+def test_spec_is_frozen_with_the_hyperparameters():
     s = models.spec("B/16")
     assert (s.family, s.hidden_size, s.num_layers, s.mlp_dim, s.num_heads) == (
         "vit",
@@ -186,8 +193,9 @@ def test_spec_is_a_copy_with_the_hyperparameters():
         12,
     )
     assert (s.patch_size, s.total_stride, s.classifier, s.posemb) == (16, 16, "token", "learn")
-    s.hidden_size = 1
-    assert models.spec("B/16").hidden_size == 768
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.hidden_size = 1  # Shared by every caller: nobody may change the registry's copy.
+    assert models.resolve("B/16", {"scan": True}).scan and not models.spec("B/16").scan
     assert models.spec("R26-w8+mu/4").total_stride == 4
     assert models.spec("R50+B/16").total_stride == 16
 
@@ -199,6 +207,39 @@ def test_overrides_match_the_config_schema():
     del defaults["name"]
     for name in ("Ti/16", "R26+S/32", "R50x1", "R20-w8"):
         models.create(name, num_classes=10, **defaults)  # Config defaults work for every family.
+
+
+def test_a_knob_added_to_the_spec_reaches_config_and_checks():
+    """The config's model section and its value checks are read off ModelSpec, not retyped."""
+    model = config_lib.base_config().model
+    for key, knob in model_spec.KNOBS.items():
+        assert model[key] == model_spec.config_default(key)
+        if knob.choices and knob.kind is str:
+            bad = config_lib.base_config()
+            config_lib.override(bad, {f"model.{key}": "no-such-choice"})
+            with pytest.raises(config_lib.ConfigError, match=f"config.model.{key}="):
+                config_lib.validate(bad)
+    assert model.dropout_rate is None  # Per model (L/16: 0.1): None keeps the registry's.
+    assert (
+        models.create("L/16", num_classes=10, dropout_rate=model.dropout_rate).dropout_rate == 0.1
+    )
+
+
+def test_models_import_without_ml_collections():
+    """The model zoo is plain dataclasses + Flax: no ml_collections (the GPU image lacks it)."""
+    script = (
+        "import sys; sys.modules['ml_collections'] = None; "
+        "from vit_jax import flops, models; "
+        "m = models.create('R50+B/16', num_classes=10, scan=True, dtype='bfloat16'); "
+        "assert m.scan and m.resnet_units == (3, 4, 9) and m.dropout_rate == 0.1; "
+        "print(flops.macs('B/16', image_size=224))"
+    )
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=root, env=env, capture_output=True
+    )
+    assert int(out.stdout) == flops.macs("B/16", image_size=224)
 
 
 def test_bad_names_and_overrides_raise():

@@ -16,6 +16,9 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from vit_jax.data import arrays
+from vit_jax.models import model_spec, registry
+
 _str = lambda: config_dict.placeholder(str)  # noqa: E731  (None, but typed)
 _int = lambda: config_dict.placeholder(int)  # noqa: E731
 _float = lambda: config_dict.placeholder(float)  # noqa: E731
@@ -39,21 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 50
     c.progress_bar = True
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "Ti/16"  # A name from vit_jax.models.names().
-    # Overrides of the registry's settings for that name; None keeps the registry's value.
-    c.model.dtype = "float32"  # Compute dtype ("bfloat16" for mixed precision).
-    c.model.param_dtype = "float32"
-    c.model.classifier = _str()  # token | gap | map
-    c.model.representation_size = _int()
-    c.model.posemb = _str()  # learn | sincos2d
-    c.model.dropout_rate = _float()
-    c.model.attention_dropout_rate = _float()
-    c.model.stochastic_depth = _float()
-    c.model.gelu = _str()  # tanh | exact
-    c.model.scan = False  # nn.scan over encoder blocks (faster compile for deep models).
-    c.model.remat_policy = "none"  # none | full | dots | dots_no_batch
-    c.model.attention_impl = _str()  # None = XLA; "cudnn" = fused flash attention on GPU.
+    c.model = _model_section()
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "tfds"  # tfds | folder | arrays (MNIST-family IDX files, no TensorFlow)
@@ -107,6 +96,20 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.lock()
     return c
+
+
+def _model_section() -> ml_collections.ConfigDict:
+    """`config.model`: the model's name plus every knob of `vit_jax.models.ModelSpec`, typed.
+
+    A knob whose value differs between models defaults to None (keep the registry's value);
+    `representation_size=-1` asks for a pre_logits layer as wide as the model.
+    """
+    model = ml_collections.ConfigDict()
+    model.name = "Ti/16"  # A name from vit_jax.models.names().
+    for key, knob in model_spec.KNOBS.items():
+        default = model_spec.config_default(key)
+        model[key] = config_dict.placeholder(knob.kind) if default is None else default
+    return model
 
 
 def load_file(path: str, *, what: str = "config"):
@@ -181,19 +184,16 @@ def _convert(value: str, kind: type):
 
 
 _CHOICES = {
-    "model.dtype": ("float32", "bfloat16", "float16"),
-    "model.param_dtype": ("float32", "bfloat16"),
-    "model.classifier": (None, "token", "gap", "map"),
-    "model.posemb": (None, "learn", "sincos2d"),
-    "model.gelu": (None, "tanh", "exact"),
-    "model.remat_policy": ("none", "full", "dots", "dots_no_batch"),
-    "model.attention_impl": (None, "xla", "cudnn"),
     "data.source": ("tfds", "folder", "arrays"),
     "data.augment": ("inception_crop", "pad_crop", "resize"),
     "optim.name": ("adam", "sgd"),
     "optim.schedule": ("cosine", "linear", "constant"),
     "loss": ("softmax_xent", "sigmoid_xent"),
     "sharding": ("dp", "fsdp", "tp", "fsdp_tp"),
+} | {  # The model's knobs: their ModelSpec choices, and None where None keeps the registry's.
+    f"model.{key}": (None,) * (model_spec.config_default(key) is None) + knob.choices
+    for key, knob in model_spec.KNOBS.items()
+    if knob.choices
 }
 
 
@@ -217,12 +217,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.data.source == "folder" and not config.data.root:
         raise ConfigError("config.data.root: required when config.data.source='folder'")
     if config.data.source == "arrays":
-        from vit_jax.data import arrays
-
-        arrays.check(config.data)
-    from vit_jax import models  # Late import: configs are checked before models are built.
-
-    if config.model.name not in models.names():
+        try:
+            arrays.check(config.data)
+        except arrays.ArraysError as e:
+            raise ConfigError(str(e)) from None
+    if config.model.name not in registry.names():
         raise ConfigError(
             f"config.model.name={config.model.name!r}: unknown model (see vit_jax.models.names())"
         )

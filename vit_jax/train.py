@@ -22,14 +22,9 @@ from vit_jax import checkpoint, config_lib, data, fewshot, models, optim, shardi
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
 
-_MODEL_KEYS = (
-    "dtype param_dtype classifier representation_size posemb dropout_rate attention_dropout_rate "
-    "stochastic_depth gelu scan remat_policy attention_impl"
-).split()
-
 
 def build_model(config, *, num_classes: int):
-    overrides = {k: config.model[k] for k in _MODEL_KEYS}
+    overrides = {k: config.model[k] for k in models.OVERRIDE_KEYS}
     if overrides["representation_size"] == -1:  # -1: a pre_logits layer as wide as the model.
         overrides["representation_size"] = models.spec(config.model.name).hidden_size
     return models.create(config.model.name, num_classes=num_classes, **overrides)

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from vit_jax import config_lib
 from vit_jax.data import digits, fashion_mnist
 from vit_jax.data.common import even_bounds
 
@@ -52,8 +51,8 @@ _SPLIT = re.compile(r"^(?P<name>\w+)(\[(?P<start>-?[\d.]+%?)?:(?P<stop>-?[\d.]+%
 _CACHE: dict = {}
 
 
-class ArraysError(config_lib.ConfigError):
-    """A data config the arrays source cannot serve; one line."""
+class ArraysError(ValueError):
+    """A data config the arrays source cannot serve; one line (a ConfigError in validate)."""
 
 
 def split_bounds(split: str, n: int) -> tuple[str, int, int]:

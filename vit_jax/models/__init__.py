@@ -7,18 +7,35 @@
 `train=True` needs `rngs={'dropout': key}`. `mutable=['attention']` sows the attention maps
 (`attention/.../MultiHeadDotProductAttention_0/weights`, [B, heads, q, k] per block) and
 `mutable=['intermediates']` the pooled pre-logit features (`intermediates/pre_logits/features`).
-Names, hyperparameters and override checks live in `registry`; this module builds the modules.
+Hyperparameters are one frozen `ModelSpec` (model_spec.py) per name (registry.py); this module
+builds the Flax modules from specs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
-import ml_collections
 
 from vit_jax.models import resnet, vit
-from vit_jax.models.registry import OVERRIDE_KEYS, family, grid_side, names, resolve, spec
+from vit_jax.models.model_spec import KNOBS, ModelSpec, ResNetSpec
+from vit_jax.models.registry import family, grid_side, names, resolve, spec
 
-__all__ = ["OVERRIDE_KEYS", "build", "create", "family", "grid_side", "names", "resolve", "spec"]
+# Overrides `create` accepts: the knobs of ModelSpec (also the keys of a run's config.model).
+OVERRIDE_KEYS = tuple(KNOBS)
+
+__all__ = [
+    "OVERRIDE_KEYS",
+    "ModelSpec",
+    "ResNetSpec",
+    "build",
+    "create",
+    "family",
+    "grid_side",
+    "names",
+    "resolve",
+    "spec",
+]
 
 
 def create(name: str, *, num_classes: int | None, **overrides):
@@ -26,41 +43,30 @@ def create(name: str, *, num_classes: int | None, **overrides):
     return build(resolve(name, overrides), num_classes=num_classes)
 
 
-def build(c: ml_collections.ConfigDict, *, num_classes: int | None):
-    """The Flax module of a (resolved) spec."""
+def build(c: ModelSpec, *, num_classes: int | None):
+    """The Flax module of a (resolved) spec.
+
+    The modules' fields carry the spec's names, so the spec's values pass through by name: a new
+    ModelSpec knob reaches the module by being declared there too, not by another list here.
+    """
     dtypes = dict(dtype=jnp.dtype(c.dtype), param_dtype=jnp.dtype(c.param_dtype))
     if c.family == "resnet":
-        return resnet.ResNet(
-            num_classes=num_classes,
-            width=c.resnet.width,
-            units=tuple(c.resnet.units),
-            stem=c.resnet.stem,
-            **dtypes,
-        )
+        trunk = dataclasses.asdict(c.resnet)
+        return resnet.ResNet(num_classes=num_classes, **trunk, **dtypes)
     trunk = {}
     if c.resnet is not None:
-        trunk = dict(
-            resnet_units=tuple(c.resnet.units),
-            resnet_width=c.resnet.width,
-            resnet_stem=c.resnet.stem,
-        )
+        trunk = {f"resnet_{k}": v for k, v in dataclasses.asdict(c.resnet).items()}
     return vit.VisionTransformer(
-        num_classes=num_classes,
-        patch_size=c.patch_size,
-        hidden_size=c.hidden_size,
-        num_layers=c.num_layers,
-        mlp_dim=c.mlp_dim,
-        num_heads=c.num_heads,
-        classifier=c.classifier,
-        representation_size=c.representation_size,
-        posemb=c.posemb,
-        dropout_rate=c.dropout_rate,
-        attention_dropout_rate=c.attention_dropout_rate,
-        stochastic_depth=c.stochastic_depth,
-        gelu=c.gelu,
-        scan=c.scan,
-        remat_policy=c.remat_policy,
-        attention_impl=c.attention_impl,
-        **trunk,
-        **dtypes,
+        num_classes=num_classes, **_fields_of(vit.VisionTransformer, c), **trunk, **dtypes
     )
+
+
+def _fields_of(module_cls, c: ModelSpec) -> dict:
+    """The spec's values of the hyperparameters `module_cls` declares (its dataclass fields)."""
+    wanted = {f.name for f in dataclasses.fields(module_cls)} - _NOT_PASSED
+    return {f.name: getattr(c, f.name) for f in dataclasses.fields(c) if f.name in wanted}
+
+
+# Spec fields that are no module hyperparameter: a Flax module's own `name`, the native class count
+# (`build` takes the run's), the trunk (passed as resnet_*) and the dtypes (passed as jnp dtypes).
+_NOT_PASSED = {"name", "num_classes", "resnet", "dtype", "param_dtype"}

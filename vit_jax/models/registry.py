@@ -1,4 +1,4 @@
-"""Every named model as one ConfigDict of hyperparameters, generated from a few tables.
+"""Every named model as one `ModelSpec` (vit_jax/models/model_spec.py), generated from a few tables.
 
 Canonical names:
   ViT                `{size}/{patch}`           e.g. "B/16" (sizes mu..G, patches 8/14/16/32);
@@ -14,19 +14,14 @@ Canonical names:
   ResNet (BiT)       `R{26,50,101,152}x{1..4}`  alias `R50` = `R50x1`.
   ResNet, 28×28      `R{11,14,20,26}-w{8,16,32,64}`.
 The reference vit_jax names (`ViT-B_16`, `R50+ViT-B_16`, ...) are aliases of canonical names.
-`image_size`, `channels` and `num_classes` in a spec are the variant's native setting (224/3/1000
-or 28/1/10), used by the README table and tests; a model runs at any size its patches divide.
-`total_stride` is the input pixels per token (or per final ResNet feature-map cell) along a side;
 `grid_side(spec, image_size)` is the number of tokens (cells) along a side for a given input.
 """
 
 from __future__ import annotations
 
-import copy
-
 import jax.numpy as jnp
-import ml_collections
 
+from vit_jax.models.model_spec import KNOBS, ModelSpec, ResNetSpec, check_override
 from vit_jax.models.resnet import stem_downsampling
 
 # size: (hidden_size, num_layers, mlp_dim, num_heads)
@@ -58,67 +53,50 @@ SMALL_HYBRID_WIDTHS = (8, 16, 32)
 SMALL_HYBRID_SIZES = ("mu", "XXS", "XS", "Ti", "S", "M")
 CONV_STEM_WIDTHS = (16, 32, 64)
 
-_SPECS: dict[str, ml_collections.ConfigDict] = {}
+_SPECS: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
+_SMALL = dict(image_size=28, channels=1, num_classes=10)  # The 28×28 Fashion-MNIST variants.
 
 
-def _base(name, family, *, image_size=224, channels=3, num_classes=1000):
-    """The keys every spec has; ViT-only keys stay None for ResNets."""
-    return ml_collections.ConfigDict(
-        dict(
-            name=name,
-            family=family,
-            size=None,
-            hidden_size=None,
-            num_layers=None,
-            mlp_dim=None,
-            num_heads=None,
-            patch_size=None,
-            total_stride=None,
-            resnet=None,
-            classifier=None,
-            representation_size=None,
-            posemb=None,
-            dropout_rate=0.0,
-            attention_dropout_rate=0.0,
-            stochastic_depth=0.0,
-            gelu=None,
-            dtype="float32",
-            param_dtype="float32",
-            scan=False,
-            remat_policy="none",
-            attention_impl=None,
-            image_size=image_size,
-            channels=channels,
-            num_classes=num_classes,
-        )
-    )
-
-
-def _resnet(units, width, stem):
-    return ml_collections.ConfigDict(dict(units=tuple(units), width=width, stem=stem))
-
-
-def _trunk_stride(resnet):
+def _trunk_stride(resnet: ResNetSpec) -> int:
     """Downsampling of a ResNet trunk: the stem's (BiT 4, conv4 4, small 1) × 2 per later stage."""
     return stem_downsampling(resnet.stem) * 2 ** max(len(resnet.units) - 1, 0)
 
 
 def _vit(name, size, patch, *, family="vit", resnet=None, dropout=0.0, small=False, gap=False):
-    extra = dict(image_size=28, channels=1, num_classes=10) if small else {}
-    c = _base(name, family, **extra)
-    c.size = size
-    c.hidden_size, c.num_layers, c.mlp_dim, c.num_heads = (VIT_SIZES | SMALL_ONLY_SIZES)[size]
-    c.patch_size = patch
-    c.classifier = "gap" if gap else "token"
-    c.posemb = "learn"
-    c.gelu = "tanh"
-    c.dropout_rate = dropout
-    c.total_stride = patch
-    if resnet is not None:
-        c.resnet = resnet
-        c.total_stride = patch * _trunk_stride(resnet)
-    return c
+    hidden_size, num_layers, mlp_dim, num_heads = (VIT_SIZES | SMALL_ONLY_SIZES)[size]
+    return ModelSpec(
+        name=name,
+        family=family,
+        size=size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        mlp_dim=mlp_dim,
+        num_heads=num_heads,
+        patch_size=patch,
+        total_stride=patch * (_trunk_stride(resnet) if resnet is not None else 1),
+        resnet=resnet,
+        classifier="gap" if gap else "token",
+        posemb="learn",
+        gelu="tanh",
+        dropout_rate=dropout,
+        **(_SMALL if small else {}),
+    )
+
+
+def _trunk(units, width, stem) -> ResNetSpec:
+    return ResNetSpec(units=tuple(units), width=width, stem=stem)
+
+
+def _resnet(name, trunk, *, small=False):
+    return ModelSpec(
+        name=name,
+        family="resnet",
+        resnet=trunk,
+        total_stride=_trunk_stride(trunk),
+        classifier="gap",
+        **(_SMALL if small else {}),
+    )
 
 
 def _add(spec, *aliases):
@@ -152,40 +130,33 @@ def _register_hybrids():
             prefix = trunk if width == 1 else f"{trunk}x{width}"
             for size in HYBRID_SIZES:
                 name = f"{prefix}+{size}/{stride}"
-                resnet = _resnet(units, 64 * width, "bit")
-                _add(_vit(name, size, 1, family="hybrid", resnet=resnet))
-    _SPECS["R50+B/16"].dropout_rate = 0.1  # As the reference R50+ViT-B_16.
+                dropout = 0.1 if name == "R50+B/16" else 0.0  # As the reference R50+ViT-B_16.
+                resnet = _trunk(units, 64 * width, "bit")
+                _add(_vit(name, size, 1, family="hybrid", resnet=resnet, dropout=dropout))
     # The reference "R+ViT-Ti_16": ResNet stem only (stride 4) + 8×8 patches = total stride 32.
-    _add(_vit("Rstem+Ti/32", "Ti", 8, family="hybrid", resnet=_resnet((), 64, "bit")))
+    _add(_vit("Rstem+Ti/32", "Ti", 8, family="hybrid", resnet=_trunk((), 64, "bit")))
     for depth, units in SMALL_UNITS.items():
         for base in SMALL_HYBRID_WIDTHS:
             for size in SMALL_HYBRID_SIZES:
                 name = f"R{depth}-w{base}+{size}/4"
-                resnet = _resnet(units, base, "small")
+                resnet = _trunk(units, base, "small")
                 _add(_vit(name, size, 1, family="hybrid", resnet=resnet, small=True))
     for base in CONV_STEM_WIDTHS:
         for size in SMALL_HYBRID_SIZES:
-            stem = _resnet((), base, "conv4")
+            stem = _trunk((), base, "conv4")
             _add(_vit(f"Cstem-w{base}+{size}/4", size, 1, family="hybrid", resnet=stem, small=True))
-            stem = _resnet((), base, "conv8")
+            stem = _trunk((), base, "conv8")
             _add(_vit(f"Cstem-w{base}+{size}/8", size, 1, family="hybrid", resnet=stem, small=True))
 
 
 def _register_resnets():
     for depth, units in BIT_UNITS.items():
         for width in BIT_WIDTHS:
-            c = _base(f"R{depth}x{width}", "resnet")
-            c.resnet = _resnet(units, 64 * width, "bit")
-            c.total_stride = _trunk_stride(c.resnet)
-            c.classifier = "gap"
+            c = _resnet(f"R{depth}x{width}", _trunk(units, 64 * width, "bit"))
             _add(c, f"R{depth}") if width == 1 else _add(c)
     for depth, units in SMALL_UNITS.items():
         for base in SMALL_CNN_WIDTHS:
-            c = _base(f"R{depth}-w{base}", "resnet", image_size=28, channels=1, num_classes=10)
-            c.resnet = _resnet(units, base, "small")
-            c.total_stride = _trunk_stride(c.resnet)
-            c.classifier = "gap"
-            _add(c)
+            _add(_resnet(f"R{depth}-w{base}", _trunk(units, base, "small"), small=True))
 
 
 def _register_reference_aliases():
@@ -224,12 +195,12 @@ def canonical_names() -> list[str]:
     return list(_SPECS)
 
 
-def spec(name: str) -> ml_collections.ConfigDict:
-    """A copy of the hyperparameters of `name` (aliases resolve to their canonical spec)."""
-    return copy.deepcopy(_SPECS[canonical(name)])
+def spec(name: str) -> ModelSpec:
+    """The hyperparameters of `name` (aliases resolve to their canonical spec); immutable."""
+    return _SPECS[canonical(name)]
 
 
-def grid_side(c: ml_collections.ConfigDict, image_size: int) -> int:
+def grid_side(c: ModelSpec, image_size: int) -> int:
     """Tokens (ViT, hybrid) or final feature-map cells (ResNet) along a side of an image.
 
     A ResNet trunk pads ('SAME'), so each of its 2× downsamplings rounds up and any size works
@@ -255,72 +226,26 @@ def family(name: str) -> str:
     return _SPECS[canonical(name)].family
 
 
-# Overrides `create` accepts: the keys of config.model (vit_jax/config_lib.py) except `name`.
-OVERRIDE_KEYS = (
-    "dtype",
-    "param_dtype",
-    "classifier",
-    "representation_size",
-    "posemb",
-    "dropout_rate",
-    "attention_dropout_rate",
-    "stochastic_depth",
-    "gelu",
-    "scan",
-    "remat_policy",
-    "attention_impl",
-)
-_CHOICES = {
-    "classifier": ("token", "gap", "map"),
-    "posemb": ("learn", "sincos2d"),
-    "gelu": ("tanh", "exact"),
-    "scan": (False, True),
-    "remat_policy": ("none", "full", "dots", "dots_no_batch"),
-    "attention_impl": (None, "xla", "cudnn"),
-}
-# Values of ViT-only overrides that a ResNet accepts (and ignores): None or a no-op default.
-_RESNET_NEUTRAL = {
-    "classifier": ("gap",),
-    "dropout_rate": (0.0,),
-    "attention_dropout_rate": (0.0,),
-    "stochastic_depth": (0.0,),
-    "scan": (False,),
-    "remat_policy": ("none",),
-    "attention_impl": ("xla",),
-}
-
-
-def resolve(name: str, overrides: dict) -> ml_collections.ConfigDict:
-    """`spec(name)` with `overrides` applied; None values keep the registry's value.
+def resolve(name: str, overrides: dict) -> ModelSpec:
+    """`spec(name)` with `overrides` (ModelSpec knobs) applied; None keeps the registry's value.
 
     Raises ValueError naming the key for an unknown key, a bad value, or a setting the model's
     family does not have (e.g. posemb='sincos2d' for a plain ResNet).
     """
     c = spec(name)
+    changes = {}
     for key, value in overrides.items():
-        if key not in OVERRIDE_KEYS:
-            raise ValueError(f"unknown model override {key!r} (known: {', '.join(OVERRIDE_KEYS)})")
-        if value is None:
+        if value is None and key in KNOBS:
             continue
         if key in ("dtype", "param_dtype"):
             value = _dtype_name(key, value)
-        elif key in _CHOICES and value not in _CHOICES[key]:
-            raise ValueError(f"model override {key}={value!r}: must be one of {_CHOICES[key]}")
-        if c.family == "resnet" and key not in ("dtype", "param_dtype"):
-            if value not in _RESNET_NEUTRAL.get(key, ()):
-                raise ValueError(
-                    f"model override {key}={value!r} does not apply to ResNet {name!r}"
-                )
-            continue
-        c[key] = value
-    return c
+        if check_override(c, key, value):
+            changes[key] = value
+    return c.replace(**changes)
 
 
 def _dtype_name(key, value) -> str:
     try:
-        dtype = jnp.dtype(value)
+        return jnp.dtype(value).name
     except TypeError:
         raise ValueError(f"model override {key}={value!r}: not a dtype") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"model override {key}={value!r}: not a floating dtype")
-    return dtype.name
