@@ -12,9 +12,4 @@ mkdir -p "$OUT"
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-# vit_jax.models.registry needs ml_collections (not on the GPU image): use the minimal stand-in.
-if [ -n "${BENCH_FORCE_COMPAT:-}" ] || ! "$PYTHON" -c "import ml_collections" 2>/dev/null; then
-  echo "gpu_bench: ml_collections missing; using experiments/compat (ConfigDict stand-in)"
-  export PYTHONPATH="$PWD/experiments/compat${PYTHONPATH:+:$PYTHONPATH}"
-fi
 exec "$PYTHON" -m experiments.gpu_bench "$@"
