@@ -132,7 +132,7 @@ def load_paper_rows(metric: str = "imagenet") -> list[dict]:
 
 def analyze(rows, out_dir, *, title: str = "", x_key: str = "train_exaflops", stem="compute"):
     """Frontier + fit + plots + DIR/summary.md; returns {'frontier': [...], 'fit': {...}}."""
-    from experiments import plots  # Late: matplotlib only when plotting.
+    from experiments import plots  # deferred: matplotlib, only when plotting.
 
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

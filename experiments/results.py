@@ -14,7 +14,11 @@ import json
 import pathlib
 from typing import Any
 
+import ml_collections
+
 from experiments.sweep import FINETUNE
+from vit_jax import data, flops, models
+from vit_jax.models import sizes
 
 FLOPS_PER_MAC_TRAINING = 6  # 3 passes (forward + backward ≈ 2 forwards) × 2 FLOPs per MAC.
 EXA = 1e18
@@ -51,10 +55,6 @@ def train_flops(*, macs_per_image: float, images_seen: float) -> float:
 @functools.cache
 def _dataset_shape(data_items: tuple) -> tuple[int, int]:
     """(num_classes, channels) of a dataset, from the data pipeline (cached: sweeps repeat it)."""
-    import ml_collections
-
-    from vit_jax import data
-
     info = data.dataset_info(ml_collections.ConfigDict(dict(data_items)))
     return int(info.num_classes), int(info.channels)
 
@@ -71,17 +71,11 @@ def _hashable(v):
 def _shape_overrides(config) -> dict:
     """The model settings that change its MACs and parameters, resolved as the engine does."""
     out = {k: config.model[k] for k in ("classifier", "representation_size")}
-    if out["representation_size"] == -1:  # -1: a pre_logits layer as wide as the model.
-        from vit_jax import models
-
-        out["representation_size"] = models.spec(config.model.name).hidden_size
     return {k: v for k, v in out.items() if v is not None}
 
 
 def model_macs(config) -> int:
     """Forward MACs per image of the point's model at its resolution, classes and channels."""
-    from vit_jax import flops
-
     num_classes, channels = dataset_shape(config.data)
     return int(
         flops.macs(
@@ -96,18 +90,9 @@ def model_macs(config) -> int:
 
 def model_params(config) -> int:
     """Parameter count from abstract shapes (jax.eval_shape: no memory, no compute)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from vit_jax import models
-
     num_classes, channels = dataset_shape(config.data)
     module = models.create(config.model.name, num_classes=num_classes, **_shape_overrides(config))
-    size = config.data.image_size
-    images = jax.ShapeDtypeStruct((1, size, size, channels), jnp.float32)
-    shapes = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), images)
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes.get("params", shapes))))
+    return sizes.num_params(module, image_size=config.data.image_size, channels=channels)
 
 
 def read_metrics(workdir) -> list[dict]:

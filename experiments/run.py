@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 
-from experiments import backends, results, sweep
+from experiments import analysis, backends, results, sweep
 from experiments.progress import Progress
 
 
@@ -254,8 +254,6 @@ def main(argv=None) -> int:
         return 0
     failed = [r["name"] for r in rows if r.get("status") != "ok"]
     if not args.no_analysis and any(r.get("status") == "ok" for r in rows):
-        from experiments import analysis
-
         summary = analysis.analyze(rows, workdir, title=pathlib.Path(args.sweep.split(":")[0]).stem)
         print(summary["summary"])
         print(f"plots: {', '.join(str(p) for p in summary['plots'])}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-from vit_jax import config_lib
+from vit_jax import config_lib, data, models
 
 Axis = list[dict[str, Any]]
 
@@ -185,8 +185,6 @@ def copy_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def _epochs_to_steps(config, epochs: float, train_examples: int | None) -> int:
     if train_examples is None:
-        from vit_jax import data  # Late: only sweeps that count in epochs need the dataset.
-
         train_examples = _num_train_examples(data.dataset_info(config.data))
     return max(1, math.ceil(epochs * train_examples / config.batch_size))
 
@@ -201,8 +199,6 @@ def _num_train_examples(info) -> int:
 
 def family(model: str) -> str:
     """vit / resnet / hybrid, from the model registry."""
-    from vit_jax import models
-
     return models.family(model)
 
 

@@ -24,7 +24,7 @@ if mode == "multi":
 
 from jax.experimental import multihost_utils  # noqa: E402
 
-from vit_jax import config_lib, data, sharding, steps, train  # noqa: E402
+from vit_jax import config_lib, data, param_paths, sharding, steps, train  # noqa: E402
 
 STEPS, BATCH = 3, 16
 
@@ -52,7 +52,7 @@ def main():
             state, _ = step(state, sharding.to_global(batch, mesh), jax.random.key(1))
         params = multihost_utils.process_allgather(state.params, tiled=True)
     if jax.process_index() == 0:
-        flat = {sharding.path_str(p): np.asarray(v) for p, v in _leaves(params)}
+        flat = {param_paths.path_str(p): np.asarray(v) for p, v in _leaves(params)}
         np.savez(out, **flat)
 
 

@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 import pytest
 
-from vit_jax import flops, models
-from vit_jax.models import table
+from vit_jax import flops, model_table, models
+from vit_jax.models import sizes
 
 
 def test_vit_b16_at_224_is_17_56_gmacs():
@@ -94,6 +94,6 @@ def test_conv_stem_macs_agree_with_xla(stem, shape):
 
 
 def test_table_rows_and_markdown():
-    assert table.count("mu/4") == 15_274
-    text = table.markdown([("mu/4", "vit", 15_274, 0.0008)], title="t")
+    assert sizes.count("mu/4") == 15_274
+    text = model_table.markdown([("mu/4", "vit", 15_274, 0.0008)], title="t")
     assert "| mu/4 | vit | 15,274 | 0.0008 |" in text

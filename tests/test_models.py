@@ -20,7 +20,7 @@ import pytest
 from flax import traverse_util
 
 from vit_jax import config_lib, flops, models
-from vit_jax.models import attention, model_spec, registry, table, vit
+from vit_jax.models import attention, model_spec, registry, sizes, vit
 
 KEY = jax.random.key(0)
 # Tests compile many tiny programs: skipping LLVM's optimisations makes each ~3x cheaper. One jitted
@@ -281,12 +281,12 @@ PAPER_COUNTS = {
 @pytest.mark.parametrize("name", list(PAPER_COUNTS))
 def test_parameter_counts_at_224(name):
     module = models.create(name, num_classes=1000, scan=True)
-    assert table.num_params(module, image_size=224) == PAPER_COUNTS[name]
+    assert sizes.num_params(module, image_size=224) == PAPER_COUNTS[name]
 
 
 def test_parameter_counts_unrolled_and_small_variants():
-    assert table.num_params(models.create("Ti/16", num_classes=1000), image_size=224) == 5_717_416
-    assert table.num_params(models.create("R50", num_classes=1000), image_size=224) == 25_557_032
+    assert sizes.num_params(models.create("Ti/16", num_classes=1000), image_size=224) == 5_717_416
+    assert sizes.num_params(models.create("R50", num_classes=1000), image_size=224) == 25_557_032
     small = {
         "mu/4": 15_274,
         "Ti/4": 5_353_738,
@@ -297,7 +297,7 @@ def test_parameter_counts_unrolled_and_small_variants():
         "Cstem-w32+XXS/8": 303_018,  # 92,896 in the three-conv stem (32, 64, 128); 4×4 tokens.
     }
     for name, count in small.items():
-        assert table.count(name) == count, name
+        assert sizes.count(name) == count, name
 
 
 def test_parameter_names_and_shapes():
@@ -686,7 +686,7 @@ _BUILD_TEST = "test_every_variant_builds"
 
 @pytest.fixture(scope="module", autouse=True)
 def _background_builds(request):
-    """`table.trace_smallest` of every canonical name, submitted to a worker process up front.
+    """`sizes.trace_smallest` of every canonical name, submitted to a worker process up front.
 
     ~200 traces are ~80 s of Python-bound work (mostly the ResNet trunks); a second core does it
     while this process runs the other tests. Only started when the build test is selected.
@@ -698,7 +698,7 @@ def _background_builds(request):
         context = multiprocessing.get_context("spawn")
         pool = futures.ProcessPoolExecutor(1, mp_context=context)
         jobs = {
-            name: pool.submit(table.trace_smallest, name) for name in registry.canonical_names()
+            name: pool.submit(sizes.trace_smallest, name) for name in registry.canonical_names()
         }
     except OSError:  # No worker processes here: the test traces in this process.
         yield {}
@@ -711,8 +711,8 @@ def _background_builds(request):
 def test_every_variant_builds(name, _background_builds):
     job = _background_builds.get(name)
     try:
-        out_shape, num_params = job.result() if job else table.trace_smallest(name)
+        out_shape, num_params = job.result() if job else sizes.trace_smallest(name)
     except futures.process.BrokenProcessPool:
-        out_shape, num_params = table.trace_smallest(name)
+        out_shape, num_params = sizes.trace_smallest(name)
     assert out_shape == (1, 7) and num_params > 0
     assert models.family(name) == models.spec(name).family

@@ -16,6 +16,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
+
+from vit_jax import param_paths
 
 CHECKPOINTS = "checkpoints"  # Sub-folder of a training workdir.
 
@@ -88,8 +91,6 @@ class Checkpointer:
             src.rename(dst)
             logging.warning("Moved unreadable checkpoint %s to %s", src, dst)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             multihost_utils.sync_global_devices(f"vit_jax_quarantine_{step}")
         self._manager.reload()
 
@@ -212,11 +213,9 @@ def check_fits(saved, target, *, where: str) -> None:
 
 def _by_path(tree) -> dict:
     """{'a/b/c': leaf}; Orbax metadata objects and arrays are leaves (anything with a shape)."""
-    from vit_jax.sharding import path_str
-
     is_leaf = lambda x: hasattr(x, "shape") and not isinstance(x, dict)  # noqa: E731
     leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
-    return {path_str(p): leaf for p, leaf in leaves if is_leaf(leaf)}
+    return {param_paths.path_str(p): leaf for p, leaf in leaves if is_leaf(leaf)}
 
 
 def _metadata(manager, step: int, *, where: str):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from vit_jax import interop
+from vit_jax import interop, models
 
 
 def load(
@@ -43,10 +45,6 @@ class Classifier:
     """Images → logits, features and attention maps of one model (see `load`)."""
 
     def __init__(self, weights, *, num_classes: int | None = None, image_size: int | None = None):
-        import jax
-
-        from vit_jax import models
-
         self.model_name = weights.model
         self.spec = models.resolve(weights.model, weights.overrides)
         self.num_classes = weights.num_classes if num_classes is None else num_classes
@@ -58,12 +56,13 @@ class Classifier:
             weights.model, num_classes=self.num_classes or None, **weights.overrides
         )
         abstract = interop.abstract_params(self.module, self.image_size, self.channels)
-        flat = weights.params
-        if not self.num_classes:  # Features only: the stored head is not used.
-            flat = {k: v for k, v in flat.items() if not k.startswith("head/")}
         grid = self.image_size // interop.stride(weights.model, self.spec.classifier)
-        params = interop.fit(
-            flat, abstract, source=weights.source, old_grid=weights.grid, new_grid=(grid, grid)
+        params = interop.fit(  # Features only (no head): fit drops the stored one.
+            weights.params,
+            abstract,
+            source=weights.source,
+            old_grid=weights.grid,
+            new_grid=(grid, grid),
         )
         self.params = jax.device_put(params)
 
@@ -101,8 +100,6 @@ class Classifier:
         Bilinear resize without antialiasing (as the eval pipeline, tf.image.resize); grayscale
         and RGB are converted to the model's channel count.
         """
-        import jax
-
         x = np.asarray(images)
         x = x[None] if x.ndim == 3 else x
         if x.ndim != 4:
@@ -125,14 +122,10 @@ class Classifier:
 
     @functools.cached_property
     def _logits(self):
-        import jax
-
         return jax.jit(lambda p, x: self.module.apply({"params": p}, x))
 
     @functools.cached_property
     def _features(self):
-        import jax
-
         def run(p, x):
             _, state = self.module.apply({"params": p}, x, mutable=["intermediates"])
             return state["intermediates"]["pre_logits"]["features"][0]
@@ -141,8 +134,6 @@ class Classifier:
 
     @functools.cached_property
     def _attention(self):
-        import jax
-
         def run(p, x):
             _, state = self.module.apply({"params": p}, x, mutable=["attention"])
             return _encoder_maps(state["attention"])
@@ -158,8 +149,6 @@ class Classifier:
 
 def _encoder_maps(attention):
     """Sown encoder attention weights → [layers, B, heads, q, k] (scanned or unrolled blocks)."""
-    import jax.numpy as jnp
-
     blocks = attention["Transformer"]
     if "encoderblock" in blocks:  # Scanned: one entry with a leading layer axis.
         return blocks["encoderblock"]["MultiHeadDotProductAttention_0"]["weights"][0]

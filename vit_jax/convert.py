@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 
-from vit_jax import interop
+from vit_jax import interop, models
 from vit_jax.interop import npz, timm, tree
 
 FORMATS = ("orbax", "npz", "timm")
@@ -44,8 +44,6 @@ def export(weights, out: str, *, to: str, pre_linen: bool = False, overwrite: bo
 
 
 def _write_timm(weights, path: str) -> None:
-    from vit_jax import models
-
     spec = models.resolve(weights.model, weights.overrides)
     sd = timm.to_timm(weights.params, num_heads=spec.num_heads)
     meta = {
@@ -66,7 +64,7 @@ def _write_timm(weights, path: str) -> None:
 
 
 def _write_orbax(weights, directory: str) -> None:
-    from vit_jax import checkpoint, config_lib
+    from vit_jax import checkpoint, config_lib  # deferred: Orbax and ml_collections, --to orbax.
 
     c = config_lib.base_config()
     c.model.name = weights.model

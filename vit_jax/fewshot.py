@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from vit_jax import data
+
 # A large constant bias feature: the ridge penalty on its weight is then negligible, so the bias
 # is almost unregularized without a separate, unpenalized intercept (big_vision does the same).
 BIAS = 100.0
@@ -130,8 +132,6 @@ def evaluate(
 
 
 def _batches(cfg, split, *, batch_size):
-    from vit_jax import data  # Late: the probe itself (fewshot_accuracy) needs no data pipeline.
-
     for batch in data.eval_iterator(cfg, global_batch_size=batch_size, split=split):
         mask = np.asarray(batch.get("mask", np.ones(len(batch["label"]), bool)), bool)
         yield np.asarray(batch["image"])[mask], np.asarray(batch["label"])[mask]

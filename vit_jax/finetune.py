@@ -25,39 +25,23 @@ from vit_jax.interop import tree
 
 
 def init_params(config, *, abstract_params) -> dict:
-    """Host numpy params shaped like `abstract_params`, from `config.init_from.path`."""
+    """Host numpy params shaped like `abstract_params`, from `config.init_from.path`.
+
+    What is dropped, zeroed or resampled is `interop.fit`'s one rule (it logs what it did).
+    """
     source = config.init_from.path
     weights = interop.read(source, model=config.init_from.model)
-    target = tree.flatten(abstract_params)
-    flat, notes = _adapt(weights.params, target, keep_head=config.init_from.keep_head)
     fresh = () if config.init_from.keep_head else (r"^head/",)
-    grid = _grid(config, target)
-    params = interop.fit(
-        flat, abstract_params, source=source, old_grid=weights.grid, new_grid=grid, fresh=fresh
+    grid = _grid(config, tree.flatten(abstract_params))
+    logging.info("init_from %s (model %s)", source, weights.model)
+    return interop.fit(
+        weights.params,
+        abstract_params,
+        source=source,
+        old_grid=weights.grid,
+        new_grid=grid,
+        fresh=fresh,
     )
-    old_pe = weights.params.get(interop.POSEMB)
-    new_pe = target.get(interop.POSEMB)
-    if old_pe is not None and new_pe is not None and old_pe.shape != tuple(new_pe.shape):
-        notes.append(f"position embedding resampled {old_pe.shape[1]} → {new_pe.shape[1]} tokens")
-    logging.info("init_from %s (model %s): %s", source, weights.model, "; ".join(notes) or "as is")
-    return params
-
-
-def _adapt(flat: dict, target: dict, *, keep_head: bool) -> tuple[dict, list[str]]:
-    """Drops the source parts the new model does not have (head, pre_logits, class token)."""
-    notes = []
-    drop = []
-    if not keep_head:
-        drop.append("head/")
-        head = target.get("head/kernel")
-        notes.append(f"new zero head ({head.shape[-1] if head is not None else 0} classes)")
-    if "pre_logits/kernel" not in target and "pre_logits/kernel" in flat:
-        drop.append("pre_logits/")
-        notes.append("pre_logits dropped")
-    if "cls" not in target and "cls" in flat:
-        notes.append("class token dropped")  # By interop.fit, with its posemb row.
-    kept = {k: v for k, v in flat.items() if not any(k.startswith(d) for d in drop)}
-    return kept, notes
 
 
 def _grid(config, target) -> tuple[int, int] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -30,8 +31,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _init_distributed() -> None:
-    import jax
-
     if FLAGS.coordinator:
         if os.environ.get("JAX_PLATFORMS", "") == "cpu" or not _has_accelerator_env():
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -70,7 +69,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _init_distributed()
-    from vit_jax import train  # After distributed init: importing data touches devices.
+    from vit_jax import train  # deferred: Orbax, optax and the data pipeline, once flags parsed.
 
     logging.set_verbosity(logging.WARNING)
     try:

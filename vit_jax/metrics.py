@@ -20,7 +20,7 @@ class MetricWriter:
         self._tb = None
         if self._active and tensorboard:
             try:
-                import tensorflow as tf  # Only for its event-file writer.
+                import tensorflow as tf  # deferred: TensorFlow, only for its event-file writer.
             except ImportError:  # A TensorFlow-free install (data.source='arrays'): jsonl only.
                 logging.warning("TensorFlow is not installed: no TensorBoard events are written")
             else:
@@ -33,7 +33,7 @@ class MetricWriter:
         with open(self._path, "a") as f:
             f.write(json.dumps({"step": int(step), "kind": kind, **values}) + "\n")
         if self._tb is not None:
-            import tensorflow as tf
+            import tensorflow as tf  # deferred: TensorFlow, only when TensorBoard is written.
 
             with self._tb.as_default(step=int(step)):
                 for k, v in values.items():

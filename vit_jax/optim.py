@@ -3,7 +3,7 @@
 Pre-training (paper §4.1, Table 3): Adam(0.9, 0.999), decoupled weight decay 0.1, global-norm
 clipping 1.0, linear warm-up then linear or cosine decay. Fine-tuning (Table 4): SGD with momentum
 0.9, no weight decay, clipping 1.0, warm-up then cosine. Which parameters decay or stay frozen is
-chosen by regexes over parameter paths (`vit_jax.sharding.match`), the same rule mechanism the
+chosen by regexes over parameter paths (`vit_jax.param_paths.match`), the same rule mechanism the
 sharding uses.
 """
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vit_jax import sharding
+from vit_jax import param_paths
 
 
 def schedule(optim_config, *, total_steps: int) -> optax.Schedule:
@@ -46,12 +46,12 @@ def make(optim_config, *, total_steps: int, params) -> optax.GradientTransformat
     else:
         parts.append(optax.trace(decay=optim_config.momentum))
     if optim_config.weight_decay:
-        mask = sharding.match(params, optim_config.decay_rules)
+        mask = param_paths.match(params, optim_config.decay_rules)
         parts.append(optax.add_decayed_weights(optim_config.weight_decay, mask=mask))
     parts.append(optax.scale_by_learning_rate(lr))
     tx = optax.chain(*parts)
     if optim_config.freeze:
-        frozen = sharding.match(params, optim_config.freeze)
+        frozen = param_paths.match(params, optim_config.freeze)
         labels = jax.tree.map(lambda f: "frozen" if f else "train", frozen)
         tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
     return tx

@@ -8,7 +8,6 @@ the same code with a different rule list — on 1 CPU, 8 GPUs or a TPU pod.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -16,6 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from vit_jax import param_paths
 
 # Activations: the batch is always split over 'data'; TP also splits MLP hidden and heads.
 _BATCH = [("batch", "data"), ("length", None), ("act_embed", None)]
@@ -104,11 +105,11 @@ def like_params(tree, params, param_sharding, mesh: Mesh):
         jax.tree.leaves(param_sharding),
         strict=True,
     ):
-        by_path[_names(path)] = (leaf.shape, sharding)
+        by_path[param_paths.names(path)] = (leaf.shape, sharding)
     replicated = NamedSharding(mesh, P())
 
     def pick(path, leaf):
-        names = _names(path)
+        names = param_paths.names(path)
         for start in range(len(names)):
             hit = by_path.get(names[start:])
             if hit and hit[0] == getattr(leaf, "shape", None):
@@ -116,26 +117,6 @@ def like_params(tree, params, param_sharding, mesh: Mesh):
         return replicated
 
     return jax.tree_util.tree_map_with_path(pick, tree)
-
-
-def _names(path) -> tuple[str, ...]:
-    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-
-
-def path_str(path) -> str:
-    """'Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel' for a params key path."""
-    return "/".join(_names(path))
-
-
-def match(tree, patterns: Sequence[str]):
-    """Tree of bools: True where a leaf's 'a/b/c' path matches any regex (re.search).
-
-    The one regex → rule mechanism, reused for weight-decay masks, freezing and checks.
-    """
-    compiled = [re.compile(p) for p in patterns]
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: any(c.search(path_str(path)) for c in compiled), tree
-    )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -18,15 +18,13 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from vit_jax import checkpoint, config_lib, data, fewshot, models, optim, sharding, steps
+from vit_jax import checkpoint, config_lib, data, fewshot, finetune, models, optim, sharding, steps
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
 
 
 def build_model(config, *, num_classes: int):
     overrides = {k: config.model[k] for k in models.OVERRIDE_KEYS}
-    if overrides["representation_size"] == -1:  # -1: a pre_logits layer as wide as the model.
-        overrides["representation_size"] = models.spec(config.model.name).hidden_size
     return models.create(config.model.name, num_classes=num_classes, **overrides)
 
 
@@ -113,8 +111,6 @@ def _initial_state(config, placed, ckpt):
         return ckpt.restore(placed.abstract)
     state = placed.init(jax.random.key(config.seed))
     if config.init_from.path:  # Fine-tuning: pre-trained weights, fresh head, resampled posemb.
-        from vit_jax import finetune
-
         params = finetune.init_params(config, abstract_params=placed.abstract.params)
         state = state.replace(params=jax.device_put(params, placed.shardings.params))
     return state

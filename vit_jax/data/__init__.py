@@ -38,7 +38,7 @@ def _path(data_config):
     """The module that serves the config's source: numpy arrays, or tf.data (imported late)."""
     if _numpy(data_config):
         return arrays
-    from vit_jax.data import pipeline
+    from vit_jax.data import pipeline  # deferred: TensorFlow (tf.data), not for numpy sources.
 
     return pipeline
 
@@ -46,7 +46,7 @@ def _path(data_config):
 def dataset_info(data_config) -> DatasetInfo:
     """Classes, channels and split sizes of the config's dataset (prepares only Fashion-MNIST)."""
     if not _numpy(data_config):
-        from vit_jax.data import sources
+        from vit_jax.data import sources  # deferred: TensorFlow Datasets.
 
         return sources.dataset_info(data_config)
     fields = arrays.info_fields(data_config)
@@ -85,7 +85,7 @@ def num_eval_batches(
     if _numpy(data_config):
         sizes = arrays.host_sizes(data_config, split, process_count=process_count)
     else:
-        from vit_jax.data import sources
+        from vit_jax.data import sources  # deferred: TensorFlow Datasets.
 
         sizes = sources.host_sizes(data_config, split, process_count=process_count)
     return -(-max(sizes) // batch)

@@ -68,7 +68,7 @@ def prepare(*, data_dir: str | None = None, source_dir: str = SOURCE_DIR) -> str
     Does nothing when TFDS already considers it prepared there. Otherwise builds it from the IDX
     files in `source_dir`, or, when they are absent, through TFDS's normal download.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # deferred: TFDS, only to prepare its copy.
 
     data_dir = resolve_data_dir(data_dir)
     if tfds.builder(TFDS_NAME, data_dir=data_dir).is_prepared():
@@ -85,7 +85,7 @@ def prepare(*, data_dir: str | None = None, source_dir: str = SOURCE_DIR) -> str
 
 
 def _download(*, data_dir: str, source_dir: str, missing: list[str]) -> None:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # deferred: TFDS, only to prepare its copy.
 
     try:
         tfds.builder(TFDS_NAME, data_dir=data_dir).download_and_prepare()
@@ -123,7 +123,7 @@ def _prepare_offline(*, data_dir: str, source_dir: str) -> None:
 
 
 def _move_into_place(built: str, final: str, *, trash: str) -> None:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # deferred: TFDS, only to prepare its copy.
 
     data_dir = os.path.dirname(os.path.dirname(final))
     if os.path.exists(final) and not tfds.builder(TFDS_NAME, data_dir=data_dir).is_prepared():
@@ -148,7 +148,7 @@ def _remove_stale_temp_dirs(data_dir: str) -> None:
 
 def _encode_png(images: np.ndarray) -> list[bytes]:
     """PNG-encodes in parallel with the op TFDS's Image feature uses, so bytes are identical."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow, only for the TFDS copy.
 
     encode = lambda batch: tf.map_fn(tf.io.encode_png, batch, fn_output_signature=tf.string)
     ds = tf.data.Dataset.from_tensor_slices(images).batch(1000)
@@ -157,7 +157,7 @@ def _encode_png(images: np.ndarray) -> list[bytes]:
 
 
 def _check_roundtrip(images: np.ndarray, encoded: list[bytes], count: int = 256) -> None:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow, only for the TFDS copy.
 
     for i in np.linspace(0, len(images) - 1, count).astype(int):
         if not np.array_equal(tf.io.decode_png(encoded[i]).numpy(), images[i]):
@@ -172,7 +172,7 @@ def _offline_builder_cls():
     global _BUILDER_CLS
     if _BUILDER_CLS is not None:
         return _BUILDER_CLS
-    from tensorflow_datasets.image_classification import mnist
+    from tensorflow_datasets.image_classification import mnist  # deferred: TFDS.
 
     class OfflineFashionMNIST(mnist.FashionMNIST, skip_registration=True):
         name = TFDS_NAME

@@ -202,7 +202,7 @@ class Folder:
 
 def image_channels(path: str) -> int:
     """Channel count of an image file as stored (1 or 3 accepted)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TensorFlow, only to decode one image.
 
     image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
     channels = int(image.shape[-1])

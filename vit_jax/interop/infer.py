@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from vit_jax import models
-from vit_jax.interop import tree
+from vit_jax import models, posemb
+from vit_jax.interop import fitter, tree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ def overrides_for(name: str, arch: Arch) -> dict:
         representation_size=arch.representation_size,
         posemb=arch.posemb,
     )
-    out = {k: v for k, v in wanted.items() if s[k] != v and v is not None}
+    out = {k: v for k, v in wanted.items() if getattr(s, k) != v and v is not None}
     if arch.representation_size is None and s.representation_size is not None:
         raise ValueError(f"model {name!r} has a representation layer; these weights have none")
     return out
@@ -134,3 +134,22 @@ def _get(flat, key):
     if key not in flat:
         raise ValueError(f"missing key {key!r}: not a ViT checkpoint this code can read")
     return flat[key]
+
+
+def native_size(model: str, arch: Arch) -> int | None:
+    """Image size of the position embedding's grid (square grids), e.g. 14 × 16 = 224."""
+    if arch.grid is None:
+        return None
+    return arch.grid[0] * stride(model, arch.classifier)
+
+
+def stride(model: str, classifier: str = "token") -> int:
+    """Pixels per token side of a model (patch × ResNet trunk), read from its shapes."""
+    spec = models.spec(model)
+    module = models.create(model, num_classes=None, classifier=classifier, posemb="learn")
+    abstract = fitter.abstract_params(module, spec.image_size, spec.channels)
+    pe = tree.flatten(abstract).get(fitter.POSEMB)
+    tokens = pe.shape[1] - (classifier == "token") if pe is not None else None
+    if tokens is None:
+        return spec.patch_size
+    return spec.image_size // posemb.square_grid(tokens)[0]

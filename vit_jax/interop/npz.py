@@ -16,6 +16,7 @@ import zipfile
 import zlib
 
 import numpy as np
+from etils import epath  # Local files and gs:// alike.
 
 from vit_jax.interop import tree
 
@@ -81,8 +82,6 @@ def write(path: str, flat: dict[str, np.ndarray]) -> None:
 
 
 def _open(path: str):
-    from etils import epath  # Local files and gs:// alike.
-
     try:
         return epath.Path(path).open("rb")
     except FileNotFoundError:

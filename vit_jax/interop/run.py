@@ -7,43 +7,33 @@ else from the folder dataset's class sub-folders when they are still there.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 
 from etils import epath
 
-from vit_jax.interop import infer, tree
+from vit_jax.interop import tree
 
 _ARCH = ("classifier", "representation_size", "posemb", "gelu")
 
 
-def read(path: str, *, model: str | None, load_params):
-    from vit_jax import interop, models
+def read(path: str, *, load_params) -> tuple[dict, tuple[str, dict] | None, dict]:
+    """(canonical flat params, (model, overrides) from config.json or None, meta).
 
+    `meta` holds the run's `image_size` and `class_names` (None when unknown).
+    """
     run_dir = find_run_dir(path)
-    config = interop.read_json(run_dir / "config.json") if run_dir else None
+    config = read_json(run_dir / "config.json") if run_dir else None
     flat = tree.unstack_blocks(tree.flatten(load_params(str(path))))
     cfg_model = (config or {}).get("model", {})
-    if model is None and cfg_model.get("name"):
-        model = cfg_model["name"]
+    named = None
+    if cfg_model.get("name"):
         overrides = {k: cfg_model.get(k) for k in _ARCH if cfg_model.get(k) is not None}
-        if overrides.get("representation_size") == -1:
-            overrides["representation_size"] = models.spec(model).hidden_size
-        arch = infer.describe(flat)
-    else:
-        arch = infer.describe(flat)
-        model, overrides = (
-            infer.find_model(arch) if model is None else (model, infer.overrides_for(model, arch))
-        )
+        named = (cfg_model["name"], overrides)
     data = (config or {}).get("data", {})
-    return interop.Weights(
-        params=flat,
-        model=model,
-        overrides=overrides,
-        source=str(path),
-        image_size=data.get("image_size") or interop._native_size(model, arch),
-        class_names=_class_names(run_dir, data),
-        grid=arch.grid,
-    )
+    meta = {"image_size": data.get("image_size"), "class_names": _class_names(run_dir, data)}
+    return flat, named, meta
 
 
 def find_run_dir(path: str) -> epath.Path | None:
@@ -55,10 +45,20 @@ def find_run_dir(path: str) -> epath.Path | None:
     return None
 
 
-def _class_names(run_dir, data) -> tuple[str, ...] | None:
-    from vit_jax import interop
+def read_json(path) -> dict | None:
+    """A small JSON file's contents, or None when absent or unreadable (logged)."""
+    p = epath.Path(path)
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        logging.warning("%s: unreadable (%s); ignored", p, e)
+        return None
 
-    info = interop.read_json(run_dir / "dataset.json") if run_dir else None
+
+def _class_names(run_dir, data) -> tuple[str, ...] | None:
+    info = read_json(run_dir / "dataset.json") if run_dir else None
     if info and info.get("class_names"):
         return tuple(info["class_names"])
     root, split = data.get("root"), data.get("train_split") or "train"

@@ -14,6 +14,9 @@ import os
 import struct
 
 import numpy as np
+import safetensors
+import safetensors.numpy
+from etils import epath
 
 from vit_jax import models
 
@@ -104,11 +107,11 @@ def timm_kwargs(name: str, *, num_classes: int, image_size: int, overrides: dict
 
 def write(path: str, sd: dict[str, np.ndarray], *, metadata: dict[str, object]) -> None:
     """Writes a .safetensors file atomically; metadata values are stored as JSON strings."""
-    from safetensors.numpy import save_file
-
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        save_file(sd, tmp, metadata={k: json.dumps(v) for k, v in metadata.items()})
+        safetensors.numpy.save_file(
+            sd, tmp, metadata={k: json.dumps(v) for k, v in metadata.items()}
+        )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -118,8 +121,6 @@ def write(path: str, sd: dict[str, np.ndarray], *, metadata: dict[str, object]) 
 def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """(state dict, metadata) of a .safetensors file (local or gs://); one-line ValueError if it
     is damaged. Local files are memory-mapped; remote ones read whole."""
-    from safetensors import SafetensorError
-
     try:
         if "://" in path:
             sd, meta = _read_bytes(path)
@@ -127,27 +128,22 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
             sd, meta = _read_local(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
-    except (SafetensorError, OSError, ValueError, TypeError, struct.error) as e:
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError, struct.error) as e:
         raise ValueError(f"{path}: not a readable .safetensors file ({str(e).strip()})") from None
     return sd, {k: _json_or_str(v) for k, v in meta.items()}
 
 
 def _read_local(path):
-    from safetensors import safe_open
-
     if not os.path.exists(path):
         raise FileNotFoundError(path)
-    with safe_open(path, framework="numpy") as f:
+    with safetensors.safe_open(path, framework="numpy") as f:
         return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}  # noqa: SIM118
 
 
 def _read_bytes(path):
-    from etils import epath
-    from safetensors.numpy import load
-
     data = epath.Path(path).read_bytes()
     (size,) = struct.unpack("<Q", data[:8])
-    return load(data), json.loads(data[8 : 8 + size]).get("__metadata__") or {}
+    return safetensors.numpy.load(data), json.loads(data[8 : 8 + size]).get("__metadata__") or {}
 
 
 def _block_to_timm(f, src, dst) -> dict:

@@ -235,6 +235,8 @@ def resolve(name: str, overrides: dict) -> ModelSpec:
     c = spec(name)
     changes = {}
     for key, value in overrides.items():
+        if key == "representation_size" and value == -1:  # A pre_logits as wide as the model.
+            value = c.hidden_size
         if value is None and key in KNOBS:
             continue
         if key in ("dtype", "param_dtype"):
