@@ -6,6 +6,7 @@ tests need the test extra (`pip install -e .[test]`: torch, timm) and are skippe
 
 import importlib.util
 import json
+import logging
 import os
 import pathlib
 import pickle
@@ -391,6 +392,29 @@ def test_convert_round_trip_and_never_overwrites(tmp_path):
     assert convert.main([orbax_dir, npz_out, "--pre_linen", "--overwrite"]) == 0
     assert "Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel" in np.load(npz_out).files
     assert sorted(os.listdir(tmp_path)) == ["back.npz", "orbax", "src.npz"]  # No leftovers.
+
+
+def test_fit_drops_only_the_parts_a_model_may_leave_out(caplog):
+    """One rule (interop.fitter) for head, pre_logits and class token, whoever calls fit."""
+    _, flat = random_params("mu/4", num_classes=5, image_size=16, representation_size=8)
+    gap = models.create("mu/4", num_classes=None, classifier="gap")  # No head, pre_logits, cls.
+    abstract = interop.abstract_params(gap, 16, 1)
+    with caplog.at_level(logging.INFO):
+        params = tree.flatten(interop.fit(flat, abstract, source="w.npz"))
+    assert set(params) == set(tree.flatten(abstract))
+    pe = flat[interop.POSEMB]
+    np.testing.assert_array_equal(params[interop.POSEMB], pe[:, 1:])  # The cls row goes too.
+    for note in ("head dropped", "pre_logits dropped", "class token dropped"):
+        assert note in caplog.text
+    new_head = interop.fit(
+        flat,
+        interop.abstract_params(models.create("mu/4", num_classes=3, representation_size=8), 16, 1),
+        source="w.npz",
+        fresh=(r"^head/",),
+    )
+    assert not np.any(new_head["head"]["kernel"]) and new_head["head"]["kernel"].shape == (8, 3)
+    with pytest.raises(ValueError, match=r"w.npz: unexpected key 'extra/kernel'"):
+        interop.fit(flat | {"extra/kernel": pe}, abstract, source="w.npz")
 
 
 def test_import_is_cheap_and_loading_an_npz_needs_no_tensorflow(tmp_path):
