@@ -223,6 +223,9 @@ def test_a_knob_added_to_the_spec_reaches_config_and_checks():
     assert (
         models.create("L/16", num_classes=10, dropout_rate=model.dropout_rate).dropout_rate == 0.1
     )
+    # representation_size=-1 (configs/pretrain.py): a pre_logits layer as wide as the model.
+    assert models.resolve("Ti/16", {"representation_size": -1}).representation_size == 192
+    assert models.resolve("R50x1", {"representation_size": -1}).representation_size is None
 
 
 def test_models_import_without_ml_collections():
