@@ -5,7 +5,7 @@ name, `models.build` turns a spec into a Flax module, `config_lib.base_config()`
 config's `model` section from `KNOBS`, and `resolve` checks overrides against the same list. A new
 setting is one field here (plus its use in the module); nothing else spells the list out.
 
-Pure Python on purpose (no JAX, no ml_collections): configs, sweeps and the benchmark read it.
+Pure Python on purpose (no JAX, no config library): configs, sweeps and the benchmark read it.
 """
 
 from __future__ import annotations
