@@ -22,10 +22,12 @@ def load(
     num_classes: int | None = None,
     image_size: int | None = None,
 ) -> Classifier:
-    """A Classifier from a workdir / Orbax checkpoint, an .npz or a timm .safetensors file.
+    """A Classifier from a workdir / Orbax checkpoint, an .npz, a timm .safetensors file or an HF
+    ViT folder (config.json + model.safetensors, as `transformers` saves them).
 
     Args:
-      path: training workdir (or its checkpoints/ or a step folder), .npz or .safetensors.
+      path: training workdir (or its checkpoints/ or a step folder), .npz, .safetensors or HF
+        folder.
       model: registry name, when the file cannot say (e.g. a published .npz with unusual shapes).
       num_classes: checked against the stored head; 0 drops the head (features as output).
       image_size: input resolution; the position embedding is resampled to it. Default: the

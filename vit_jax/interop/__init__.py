@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from vit_jax import posemb
-from vit_jax.interop import infer, npz, timm, tree
+from vit_jax.interop import hf, infer, npz, timm, tree
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".h5")
 POSEMB = "Transformer/posembed_input/pos_embedding"
@@ -45,7 +45,8 @@ class Weights:
 
 
 def read(path: str, *, model: str | None = None) -> Weights:
-    """Weights of a training workdir / Orbax checkpoint, an .npz, or a timm .safetensors file.
+    """Weights of a training workdir / Orbax checkpoint, an .npz, a timm .safetensors file, or a
+    Hugging Face ViT folder (config.json + model.safetensors).
 
     `model` names the registry model when the file cannot say (published .npz files); otherwise
     it is read from the run's config.json or the file's metadata, or inferred from the shapes.
@@ -60,6 +61,10 @@ def read(path: str, *, model: str | None = None) -> Weights:
         return _from_flat(npz.to_canonical(npz.read(path)), path, model, {})
     if lower.endswith(".safetensors"):
         return _read_timm(path, model)
+    hf_config = read_json(f"{str(path).rstrip('/')}/{hf.CONFIG}")
+    if hf.is_folder(hf_config):
+        flat, meta = hf.read(path, hf_config)
+        return _from_flat(flat, path, model or meta["model"], meta)
     from vit_jax import checkpoint  # Orbax only when needed.
 
     if not _exists(path):
