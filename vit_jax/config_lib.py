@@ -16,12 +16,14 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from vit_jax import errors
+
 _str = lambda: config_dict.placeholder(str)  # noqa: E731  (None, but typed)
 _int = lambda: config_dict.placeholder(int)  # noqa: E731
 _float = lambda: config_dict.placeholder(float)  # noqa: E731
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError):
     """A run config is wrong; the message is one line naming the key."""
 
 
@@ -173,11 +175,11 @@ def parse_arg(arg: str | None, **defaults):
 def _convert(value: str, kind: type):
     if kind is bool:
         if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError("expected true/false")
+            raise errors.UserError("expected true/false")
         return value.lower() in ("true", "1")
     if kind in (int, float, str):
         return kind(value)
-    raise ValueError(f"cannot set a {kind.__name__} from the command line")
+    raise errors.UserError(f"cannot set a {kind.__name__} from the command line")
 
 
 _CHOICES = {

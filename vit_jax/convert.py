@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 
-from vit_jax import interop
+from vit_jax import errors, interop
 from vit_jax.interop import hf, npz, timm, tree
 
 FORMATS = ("orbax", "npz", "timm", "hf")
@@ -28,9 +28,9 @@ FORMATS = ("orbax", "npz", "timm", "hf")
 def export(weights, out: str, *, to: str, pre_linen: bool = False, overwrite: bool = False):
     """Writes `weights` (an interop.Weights) to `out` in format `to`, atomically."""
     if to not in FORMATS:
-        raise ValueError(f"--to={to!r}: one of {FORMATS}")
+        raise errors.UserError(f"--to={to!r}: one of {FORMATS}")
     if os.path.exists(out) and not overwrite:
-        raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+        raise errors.OutputExists(f"{out}: exists; pass --overwrite to replace it")
     tmp = f"{out.rstrip('/')}.tmp-{os.getpid()}"
     try:
         if to == "npz":
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         weights = interop.read(args.src, model=args.model)
         to = args.to or _default_format(args.out)
         export(weights, args.out, to=to, pre_linen=args.pre_linen, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except errors.UserError as e:  # Our checks: one line. Anything else: its traceback.
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({to}, model {weights.model}, {weights.num_classes} classes)")

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from vit_jax import config_lib
+from vit_jax import config_lib, errors
 from vit_jax.data import fashion_mnist
 from vit_jax.data.common import even_bounds
 
@@ -156,7 +156,9 @@ def train_iterator(
     )  # fmt: skip
     n = len(labels)
     if n == 0:
-        raise ValueError(f"split {data_config.train_split!r} has no examples for this process")
+        raise errors.UserError(
+            f"split {data_config.train_split!r} has no examples for this process"
+        )
     orders: dict[int, np.ndarray] = {}
     for step in range(start_step, 2**62):
         positions = np.arange(step * batch, (step + 1) * batch)

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from vit_jax import posemb
+from vit_jax import errors, posemb
 from vit_jax.interop import hf, infer, npz, timm, tree
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".h5")
@@ -53,7 +53,7 @@ def read(path: str, *, model: str | None = None) -> Weights:
     """
     lower = str(path).lower()
     if lower.endswith(PICKLE_SUFFIXES):
-        raise ValueError(
+        raise errors.UserError(
             f"{path}: pickle-based checkpoints are refused (they can run code); convert it to "
             f".safetensors first, e.g. safetensors.torch.save_file(state_dict, 'model.safetensors')"
         )
@@ -68,9 +68,9 @@ def read(path: str, *, model: str | None = None) -> Weights:
     from vit_jax import checkpoint  # Orbax only when needed.
 
     if not _exists(path):
-        raise FileNotFoundError(f"{path}: not found")
+        raise errors.MissingFile(f"{path}: not found")
     if not _is_dir(path):
-        raise ValueError(
+        raise errors.UserError(
             f"{path}: unsupported weights (expected a workdir or Orbax checkpoint directory, "
             f"an .npz or a .safetensors file)"
         )
@@ -111,17 +111,19 @@ def fit(
             out[key] = np.zeros(want.shape, want.dtype)
             continue
         if key not in flat:
-            raise ValueError(f"{source}: missing key {key!r} (the model needs it)")
+            raise errors.UserError(f"{source}: missing key {key!r} (the model needs it)")
         value = np.asarray(flat[key])
         if value.shape != tuple(want.shape):
-            raise ValueError(
+            raise errors.UserError(
                 f"{source}: key {key!r} has shape {value.shape}, "
                 f"the model wants {tuple(want.shape)}"
             )
         out[key] = value.astype(want.dtype)
     extra = sorted(set(flat) - set(target))
     if extra:
-        raise ValueError(f"{source}: unexpected key {extra[0]!r} (another model? pass model=NAME)")
+        raise errors.UserError(
+            f"{source}: unexpected key {extra[0]!r} (another model? pass model=NAME)"
+        )
     return tree.unflatten(out)
 
 
@@ -136,7 +138,7 @@ def _fit_posemb(flat, target, old_grid, new_grid) -> np.ndarray:
     if old_prefix > new_prefix:  # Pooling without a class token now: its row has no use.
         out = out[:, old_prefix - new_prefix :]
     if out.shape[1] != want[1]:
-        raise ValueError(f"position embedding: cannot go from {pe.shape} to {tuple(want)}")
+        raise errors.UserError(f"position embedding: cannot go from {pe.shape} to {tuple(want)}")
     return out
 
 

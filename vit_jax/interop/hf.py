@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from vit_jax import models
+from vit_jax import errors, models
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -40,11 +40,11 @@ def read(path: str, config: dict) -> tuple[dict[str, np.ndarray], dict]:
     folder = str(path).rstrip("/")
     act, eps = config.get("hidden_act", "gelu"), config.get("layer_norm_eps", 1e-12)
     if act not in _ACTS:
-        raise ValueError(f"{folder}: hidden_act {act!r} unsupported (one of {sorted(_ACTS)})")
+        raise errors.UserError(f"{folder}: hidden_act {act!r} unsupported (one of {sorted(_ACTS)})")
     if eps > _MAX_EPS:
-        raise ValueError(f"{folder}: layer_norm_eps {eps} differs from ours (1e-6) too much")
+        raise errors.UserError(f"{folder}: layer_norm_eps {eps} differs from ours (1e-6) too much")
     if not config.get("qkv_bias", True):
-        raise ValueError(f"{folder}: qkv_bias=false has no counterpart here")
+        raise errors.UserError(f"{folder}: qkv_bias=false has no counterpart here")
     sd, _ = timm.read(f"{folder}/{WEIGHTS}")
     flat = from_hf(sd, num_heads=int(config["num_attention_heads"]), source=folder)
     labels = config.get("id2label") or {}
@@ -81,16 +81,18 @@ def from_hf(sd: dict[str, np.ndarray], *, num_heads: int, source: str) -> dict[s
         flat["head/bias"] = need("classifier.bias")
     unknown = sorted(set(s) - set(to_hf(flat)))  # Parts a conversion would silently drop.
     if unknown:
-        raise ValueError(f"{source}: unsupported Hugging Face key {unknown[0]!r}")
+        raise errors.UserError(f"{source}: unsupported Hugging Face key {unknown[0]!r}")
     return flat
 
 
 def to_hf(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Canonical (unrolled) params → a ViTForImageClassification state dict (numpy float32)."""
     if "pre_logits/kernel" in flat:
-        raise ValueError("Hugging Face ViTForImageClassification has no pre_logits layer")
+        raise errors.UserError("Hugging Face ViTForImageClassification has no pre_logits layer")
     if "conv_root/kernel" in flat or "cls" not in flat or _POSEMB not in flat:
-        raise ValueError("only class-token ViTs with learned position embeddings export to HF")
+        raise errors.UserError(
+            "only class-token ViTs with learned position embeddings export to HF"
+        )
     f = {k: np.asarray(v, np.float32) for k, v in flat.items()}
     e = "vit.embeddings."
     sd = {
@@ -117,9 +119,11 @@ def write(weights, directory: str) -> None:
 
     s = models.resolve(weights.model, weights.overrides)
     if s.family != "vit" or s.classifier != "token":
-        raise ValueError(f"model {weights.model!r}: only class-token ViTs have an HF counterpart")
+        raise errors.UserError(
+            f"model {weights.model!r}: only class-token ViTs have an HF counterpart"
+        )
     if not weights.num_classes:
-        raise ValueError("ViTForImageClassification needs a head; these weights have none")
+        raise errors.UserError("ViTForImageClassification needs a head; these weights have none")
     sd = to_hf(weights.params)
     names = list(weights.class_names or (f"LABEL_{i}" for i in range(weights.num_classes)))
     config = {
@@ -193,7 +197,7 @@ def _block_to_hf(f, i: int) -> dict:
 
 def _need(s: dict, key: str, source: str) -> np.ndarray:
     if key not in s:
-        raise ValueError(f"{source}: missing Hugging Face key {key!r}")
+        raise errors.UserError(f"{source}: missing Hugging Face key {key!r}")
     return s[key]
 
 

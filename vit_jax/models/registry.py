@@ -27,6 +27,7 @@ import copy
 import jax.numpy as jnp
 import ml_collections
 
+from vit_jax import errors
 from vit_jax.models.resnet import stem_downsampling
 
 # size: (hidden_size, num_layers, mlp_dim, num_heads)
@@ -212,7 +213,7 @@ def canonical(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
-    raise ValueError(f"unknown model name {name!r}; see vit_jax.models.names()")
+    raise errors.UserError(f"unknown model name {name!r}; see vit_jax.models.names()")
 
 
 def names() -> list[str]:
@@ -243,7 +244,7 @@ def grid_side(c: ml_collections.ConfigDict, image_size: int) -> int:
     patch = c.patch_size or 1
     if side % patch:
         where = f"its {side}×{side} feature map" if c.resnet is not None else "it"
-        raise ValueError(
+        raise errors.UserError(
             f"image_size={image_size} is not divisible by the patch/stride {patch} of model "
             f"{c.name} ({patch}×{patch} patches do not tile {where})"
         )
@@ -299,16 +300,20 @@ def resolve(name: str, overrides: dict) -> ml_collections.ConfigDict:
     c = spec(name)
     for key, value in overrides.items():
         if key not in OVERRIDE_KEYS:
-            raise ValueError(f"unknown model override {key!r} (known: {', '.join(OVERRIDE_KEYS)})")
+            raise errors.UserError(
+                f"unknown model override {key!r} (known: {', '.join(OVERRIDE_KEYS)})"
+            )
         if value is None:
             continue
         if key in ("dtype", "param_dtype"):
             value = _dtype_name(key, value)
         elif key in _CHOICES and value not in _CHOICES[key]:
-            raise ValueError(f"model override {key}={value!r}: must be one of {_CHOICES[key]}")
+            raise errors.UserError(
+                f"model override {key}={value!r}: must be one of {_CHOICES[key]}"
+            )
         if c.family == "resnet" and key not in ("dtype", "param_dtype"):
             if value not in _RESNET_NEUTRAL.get(key, ()):
-                raise ValueError(
+                raise errors.UserError(
                     f"model override {key}={value!r} does not apply to ResNet {name!r}"
                 )
             continue
@@ -320,7 +325,7 @@ def _dtype_name(key, value) -> str:
     try:
         dtype = jnp.dtype(value)
     except TypeError:
-        raise ValueError(f"model override {key}={value!r}: not a dtype") from None
+        raise errors.UserError(f"model override {key}={value!r}: not a dtype") from None
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"model override {key}={value!r}: not a floating dtype")
+        raise errors.UserError(f"model override {key}={value!r}: not a floating dtype")
     return dtype.name
