@@ -21,10 +21,12 @@ apt_install() {
     { as_root apt-get update -q >/dev/null 2>&1 &&
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; }
 }
-# pip, quiet; drops the harmless "Location ... is ignored" lines that a machine-wide pip config
-# listing absent local indexes prints for every package. pip's own exit status is kept (pipefail).
+# pip, quiet: drops the harmless "Location ... is ignored" lines that a machine-wide pip config
+# listing absent local indexes prints for every package, and setuptools' warning about editable
+# installs (PYTHONWARNINGS reaches pip's build subprocess). pip's exit status is kept (pipefail).
 pip_quiet() {
-  .venv/bin/python -m pip -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip -q "$@" 2>&1 |
+    { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
