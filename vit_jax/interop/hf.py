@@ -33,8 +33,8 @@ def is_folder(config: dict | None) -> bool:
 
 
 def read(path: str, config: dict) -> tuple[dict[str, np.ndarray], dict]:
-    """(canonical params, metadata for interop) of an HF ViT folder; one-line ValueError on
-    what has no counterpart here."""
+    """(canonical params, metadata for interop) of an HF ViT folder; a one-line UserError on what
+    has no counterpart here. Absent config keys take HF's defaults (save_pretrained omits them)."""
     from vit_jax.interop import timm  # Its safetensors reader: local or gs://, one-line errors.
 
     folder = str(path).rstrip("/")
@@ -46,14 +46,14 @@ def read(path: str, config: dict) -> tuple[dict[str, np.ndarray], dict]:
     if not config.get("qkv_bias", True):
         raise errors.UserError(f"{folder}: qkv_bias=false has no counterpart here")
     sd, _ = timm.read(f"{folder}/{WEIGHTS}")
-    flat = from_hf(sd, num_heads=int(config["num_attention_heads"]), source=folder)
+    flat = from_hf(sd, num_heads=int(config.get("num_attention_heads", 12)), source=folder)
     labels = config.get("id2label") or {}
     names = [labels.get(str(i), "") for i in range(len(labels))]
     default = all(n == f"LABEL_{i}" for i, n in enumerate(names))
     meta = {
         "model": config.get("vit_jax_model"),
         "gelu": _ACTS[act],
-        "image_size": _side(config.get("image_size")),
+        "image_size": _side(config.get("image_size", 224)),
         "class_names": None if default or not all(names) else names,
     }
     return flat, meta
