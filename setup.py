@@ -21,6 +21,7 @@ TRAIN = [
     "importlib_resources",  # TFDS's download path imports it without declaring it.
     "tensorboard>=2.18",  # tf.summary's event-file writer (metrics.py) needs it.
     "matplotlib>=3.8",
+    "scikit-learn>=1.3",  # Ships the digits: the studies' offline transfer task (data/digits.py).
 ]
 # The notebook: plots, images, gs:// paths without TensorFlow (etils.epath goes through gcsfs).
 COLAB = ["matplotlib>=3.8", "pillow>=10", "gcsfs>=2024.2"]
