@@ -27,8 +27,10 @@ def test_colab_notebook_runs_on_a_tiny_run(tmp_path, monkeypatch):
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
-    text = "\n".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+    text = "\n".join(  # A cell's stream may arrive in several chunks: join those as they are.
+        "".join(out.get("text", "") for out in cell.outputs)
+        for cell in nb.cells
+        if cell.cell_type == "code"
     )
     images = [
         o for cell in nb.cells for o in cell.get("outputs", ()) if "image/png" in o.get("data", {})
