@@ -4,6 +4,6 @@
 # Extra arguments go to experiments.run, e.g. --smoke (3 points, ~2 min) or --only=ViT.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/bootstrap.sh
+scripts/bootstrap.sh main
 exec .venv/bin/python -m experiments.run --sweep=experiments/sweeps/fmnist_scaling.py \
   --workdir="${WORKDIR:-runs/fmnist_scaling}" --parallel=2 "$@"

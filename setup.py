@@ -2,6 +2,7 @@
 
 from setuptools import find_packages, setup
 
+# The core loads, inspects and converts checkpoints (vit_jax.load, vit_jax.convert): no TensorFlow.
 INSTALL_REQUIRES = [
     "absl-py>=1.4",
     "numpy>=1.26",
@@ -10,23 +11,31 @@ INSTALL_REQUIRES = [
     "optax>=0.2.4,<0.3",
     "orbax-checkpoint>=0.11,<0.13",
     "ml-collections>=1.0,<2",
+    "tqdm>=4.66",
+    "safetensors>=0.4",
+]
+# Training and the studies (./run.sh): tf.data input pipelines, TFDS, event files, plots.
+TRAIN = [
     "tensorflow-cpu>=2.18,<3",  # tf.data only; the models never run in TensorFlow.
     "tensorflow-datasets>=4.9.7,<5",
     "importlib_resources",  # TFDS's download path imports it without declaring it.
     "tensorboard>=2.18",  # tf.summary's event-file writer (metrics.py) needs it.
-    "tqdm>=4.66",
     "matplotlib>=3.8",
-    "safetensors>=0.4",
     "scikit-learn>=1.3",  # Ships the digits: the studies' offline transfer task (data/digits.py).
 ]
+# The notebook: plots, images, gs:// paths without TensorFlow (etils.epath goes through gcsfs).
+COLAB = ["matplotlib>=3.8", "pillow>=10", "gcsfs>=2024.2"]
 
 EXTRAS = {
+    "train": TRAIN,
+    "colab": COLAB,
     "test": [
         "pytest>=8",
         "ruff>=0.6",
         "scipy>=1.11",  # posemb resampling checked against scipy.ndimage.zoom.
         "timm>=1.0",  # timm interop parity (pulls torch, torchvision); safetensors only.
         "torch>=2.4",
+        "transformers>=4.40",  # Hugging Face ViT interop parity (built from a config, no download).
         "nbclient>=0.10",  # Executes notebooks/ in CI.
         "nbformat>=5.10",
         "ipykernel>=6.29",

@@ -1,6 +1,9 @@
 """The Colab notebook runs end to end (nbclient, no network) on the checkpoint of a tiny run."""
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from test_checkpoint import tiny_data, tiny_run
@@ -24,8 +27,10 @@ def test_colab_notebook_runs_on_a_tiny_run(tmp_path, monkeypatch):
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
-    text = "\n".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+    text = "\n".join(  # A cell's stream may arrive in several chunks: join those as they are.
+        "".join(out.get("text", "") for out in cell.outputs)
+        for cell in nb.cells
+        if cell.cell_type == "code"
     )
     images = [
         o for cell in nb.cells for o in cell.get("outputs", ()) if "image/png" in o.get("data", {})
@@ -35,3 +40,27 @@ def test_colab_notebook_runs_on_a_tiny_run(tmp_path, monkeypatch):
     assert "4 images -> (4, 16, 16, 1)" in text and "attention maps: (1, 4, 2, 17, 17)" in text
     assert "0.png [('class" in text  # Predictions carry class names.
     assert len(images) == 2  # Predictions and attention plots.
+
+
+def test_colab_extra_loads_and_inspects_a_run_without_tensorflow():
+    """What `pip install vit_jax[colab]` gives (no TensorFlow, no TFDS) loads and inspects a run."""
+    code = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None  # Any import of TensorFlow or TFDS now fails.\n"
+        "sys.modules['tensorflow_datasets'] = None\n"
+        "import numpy as np, vit_jax\n"
+        f"clf = vit_jax.load({str(tiny_run())!r})\n"
+        "x = np.zeros((2, 16, 16, 1), np.uint8)\n"
+        "batch = np.concatenate([clf.preprocess(im) for im in x])\n"
+        "print(clf.class_names, clf.predict(batch, top_k=1)[0][0][0] in clf.class_names)\n"
+        "print(clf.attention_maps(batch).shape, clf.features(batch).shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [
+        "('class0', 'class1', 'class2') True",
+        "(1, 2, 2, 17, 17) (2, 32)",
+    ]

@@ -18,7 +18,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from vit_jax import param_paths
+from vit_jax import errors, param_paths
 
 CHECKPOINTS = "checkpoints"  # Sub-folder of a training workdir.
 
@@ -68,7 +68,7 @@ class Checkpointer:
             except CorruptCheckpointError as e:
                 logging.warning("%s; trying the previous checkpoint", e)
                 self._quarantine(candidate)
-        raise FileNotFoundError(f"{self.directory}: no readable checkpoint")
+        raise errors.MissingFile(f"{self.directory}: no readable checkpoint")
 
     def _restore(self, step, abstract_state):
         where = f"{self.directory} step {step}"
@@ -110,14 +110,14 @@ def find(path: str) -> tuple[str, int | None]:
     """(checkpoint directory, step or None = latest) of a workdir, checkpoint dir or step dir."""
     p = epath.Path(path) if "://" in str(path) else epath.Path(path).resolve()  # Orbax: absolute.
     if not p.exists():
-        raise FileNotFoundError(f"{path}: not found")
+        raise errors.MissingFile(f"{path}: not found")
     if (p / CHECKPOINTS).is_dir():
         return str(p / CHECKPOINTS), None
     if p.name.isdigit() and (p / "_CHECKPOINT_METADATA").exists():
         return str(p.parent), int(p.name)
     if any(c.name.isdigit() for c in p.iterdir()):
         return str(p), None
-    raise FileNotFoundError(f"{path}: no Orbax checkpoint (expected {CHECKPOINTS}/<step>/ in it)")
+    raise errors.MissingFile(f"{path}: no Orbax checkpoint (expected {CHECKPOINTS}/<step>/ in it)")
 
 
 def load_params(path: str, *, step: int | None = None, target=None):
@@ -135,21 +135,21 @@ def load_params(path: str, *, step: int | None = None, target=None):
     ) as manager:
         steps = [step] if step is not None else sorted(manager.all_steps(), reverse=True)
         if not steps:
-            raise FileNotFoundError(f"{directory}: no checkpoint steps")
+            raise errors.MissingFile(f"{directory}: no checkpoint steps")
         for s in steps:
             try:
                 return _read_params(manager, s, target, where=f"{directory} step {s}")
             except CorruptCheckpointError as e:
                 if len(steps) == 1:
-                    raise ValueError(str(e)) from None
+                    raise errors.UserError(str(e)) from None
                 logging.warning("%s; trying the previous checkpoint", e)
-    raise ValueError(f"{directory}: no readable checkpoint")
+    raise errors.UserError(f"{directory}: no readable checkpoint")
 
 
 def _read_params(manager, step, target, *, where):
     meta = _metadata(manager, step, where=where)
     if not isinstance(meta, dict) or "params" not in meta:
-        raise ValueError(f"{where}: no 'params' in the checkpoint")
+        raise errors.UserError(f"{where}: no 'params' in the checkpoint")
     meta = meta["params"]
     if target is None:
         target = jax.tree.map(lambda m: np.empty(0, m.dtype), meta)  # Structure + dtypes only.
@@ -179,10 +179,10 @@ def params_metadata(path: str, *, step: int | None = None) -> dict:
     ) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"{directory}: no checkpoint steps")
+            raise errors.MissingFile(f"{directory}: no checkpoint steps")
         meta = _tree(manager.item_metadata(step))
     if not isinstance(meta, dict) or "params" not in meta:
-        raise ValueError(f"{directory} step {step}: no 'params' in the checkpoint")
+        raise errors.UserError(f"{directory} step {step}: no 'params' in the checkpoint")
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), meta["params"])
 
 
@@ -200,15 +200,15 @@ def check_fits(saved, target, *, where: str) -> None:
     target_flat = _by_path(target)
     for key, leaf in target_flat.items():
         if key not in saved_flat:
-            raise ValueError(f"{where}: missing key {key!r}")
+            raise errors.UserError(f"{where}: missing key {key!r}")
         shape = tuple(getattr(saved_flat[key], "shape", ()))
         if shape != tuple(leaf.shape):
-            raise ValueError(
+            raise errors.UserError(
                 f"{where}: key {key!r} has shape {shape}, the model wants {tuple(leaf.shape)}"
             )
     extra = sorted(set(saved_flat) - set(target_flat))
     if extra:
-        raise ValueError(f"{where}: unexpected key {extra[0]!r} (another model or config?)")
+        raise errors.UserError(f"{where}: unexpected key {extra[0]!r} (another model or config?)")
 
 
 def _by_path(tree) -> dict:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax import interop, models
+from vit_jax import errors, interop, models
 
 
 def load(
@@ -24,10 +24,12 @@ def load(
     num_classes: int | None = None,
     image_size: int | None = None,
 ) -> Classifier:
-    """A Classifier from a workdir / Orbax checkpoint, an .npz or a timm .safetensors file.
+    """A Classifier from a workdir / Orbax checkpoint, an .npz, a timm .safetensors file or an HF
+    ViT folder (config.json + model.safetensors, as `transformers` saves them).
 
     Args:
-      path: training workdir (or its checkpoints/ or a step folder), .npz or .safetensors.
+      path: training workdir (or its checkpoints/ or a step folder), .npz, .safetensors or HF
+        folder.
       model: registry name, when the file cannot say (e.g. a published .npz with unusual shapes).
       num_classes: checked against the stored head; 0 drops the head (features as output).
       image_size: input resolution; the position embedding is resampled to it. Default: the
@@ -36,7 +38,7 @@ def load(
     weights = interop.read(path, model=model)
     stored = weights.num_classes
     if num_classes not in (None, 0) and num_classes != stored:
-        raise ValueError(f"{path}: head has {stored} classes, not num_classes={num_classes}")
+        raise errors.UserError(f"{path}: head has {stored} classes, not num_classes={num_classes}")
     num_classes = stored if num_classes is None else num_classes
     return Classifier(weights, num_classes=num_classes, image_size=image_size)
 
@@ -91,7 +93,7 @@ class Classifier:
     def attention_maps(self, images) -> np.ndarray:
         """Attention weights of every encoder layer: [layers, B, heads, tokens, tokens]."""
         if self.spec.family == "resnet":
-            raise ValueError(f"{self.model_name} is a ResNet: it has no attention maps")
+            raise errors.UserError(f"{self.model_name} is a ResNet: it has no attention maps")
         return np.asarray(self._attention(self.params, self._check(images)))
 
     def preprocess(self, images) -> np.ndarray:
@@ -103,7 +105,9 @@ class Classifier:
         x = np.asarray(images)
         x = x[None] if x.ndim == 3 else x
         if x.ndim != 4:
-            raise ValueError(f"expected images [B, H, W, C] or [H, W, C], got shape {x.shape}")
+            raise errors.UserError(
+                f"expected images [B, H, W, C] or [H, W, C], got shape {x.shape}"
+            )
         x = x.astype(np.float32)
         if x.shape[-1] != self.channels:
             x = x.mean(-1, keepdims=True) if self.channels == 1 else np.repeat(x[..., :1], 3, -1)
@@ -115,7 +119,7 @@ class Classifier:
     def _check(self, images) -> np.ndarray:
         x = np.asarray(images, np.float32)
         if x.ndim != 4 or x.shape[-1] != self.channels:
-            raise ValueError(
+            raise errors.UserError(
                 f"expected float32 images [B, H, W, {self.channels}] in [-1, 1], got {x.shape}"
             )
         return x

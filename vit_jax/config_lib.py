@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from vit_jax import errors
 from vit_jax.data import arrays
 from vit_jax.models import model_spec, registry
 
@@ -24,7 +25,7 @@ _int = lambda: config_dict.placeholder(int)  # noqa: E731
 _float = lambda: config_dict.placeholder(float)  # noqa: E731
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError):
     """A run config is wrong; the message is one line naming the key."""
 
 
@@ -176,11 +177,11 @@ def parse_arg(arg: str | None, **defaults):
 def _convert(value: str, kind: type):
     if kind is bool:
         if value.lower() not in ("true", "false", "1", "0"):
-            raise ValueError("expected true/false")
+            raise errors.UserError("expected true/false")
         return value.lower() in ("true", "1")
     if kind in (int, float, str):
         return kind(value)
-    raise ValueError(f"cannot set a {kind.__name__} from the command line")
+    raise errors.UserError(f"cannot set a {kind.__name__} from the command line")
 
 
 _CHOICES = {

@@ -1,11 +1,12 @@
-"""Convert weights between formats: `python -m vit_jax.convert SRC OUT [--to orbax|npz|timm]`.
+"""Convert weights: `python -m vit_jax.convert SRC OUT [--to orbax|npz|timm|hf]`.
 
-  SRC   a training workdir / Orbax checkpoint, an .npz (vit_jax, AugReg, big_vision) or a timm
-        .safetensors file (see `vit_jax.interop.read`).
+  SRC   a training workdir / Orbax checkpoint, an .npz (vit_jax, AugReg, big_vision), a timm
+        .safetensors file or a Hugging Face ViT folder (see `vit_jax.interop.read`).
   OUT   orbax: a folder that `vit_jax.load` and `config.init_from.path` read (config.json +
         checkpoints/0); npz: Linen names (`--pre_linen` for the original vit_jax names); timm:
         a .safetensors state dict for timm's VisionTransformer, with the model's timm kwargs in
-        its metadata (`timm_kwargs`).
+        its metadata (`timm_kwargs`); hf: a folder that transformers'
+        `ViTForImageClassification.from_pretrained` reads (config.json + model.safetensors).
 `--to` defaults to OUT's extension (.npz, .safetensors, else orbax). An existing OUT is never
 replaced unless --overwrite; the output is written to a temporary name and renamed when complete.
 """
@@ -18,24 +19,26 @@ import os
 import shutil
 import sys
 
-from vit_jax import interop, models
-from vit_jax.interop import npz, timm, tree
+from vit_jax import errors, interop, models
+from vit_jax.interop import hf, npz, timm, tree
 
-FORMATS = ("orbax", "npz", "timm")
+FORMATS = ("orbax", "npz", "timm", "hf")
 
 
 def export(weights, out: str, *, to: str, pre_linen: bool = False, overwrite: bool = False):
     """Writes `weights` (an interop.Weights) to `out` in format `to`, atomically."""
     if to not in FORMATS:
-        raise ValueError(f"--to={to!r}: one of {FORMATS}")
+        raise errors.UserError(f"--to={to!r}: one of {FORMATS}")
     if os.path.exists(out) and not overwrite:
-        raise FileExistsError(f"{out}: exists; pass --overwrite to replace it")
+        raise errors.OutputExists(f"{out}: exists; pass --overwrite to replace it")
     tmp = f"{out.rstrip('/')}.tmp-{os.getpid()}"
     try:
         if to == "npz":
             npz.write(tmp, npz.from_canonical(weights.params, pre_linen=pre_linen))
         elif to == "timm":
             _write_timm(weights, tmp)
+        elif to == "hf":
+            hf.write(weights, tmp)
         else:
             _write_orbax(weights, tmp)
         _replace(tmp, out)
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
         weights = interop.read(args.src, model=args.model)
         to = args.to or _default_format(args.out)
         export(weights, args.out, to=to, pre_linen=args.pre_linen, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except errors.UserError as e:  # Our checks: one line. Anything else: its traceback.
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({to}, model {weights.model}, {weights.num_classes} classes)")

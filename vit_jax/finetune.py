@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from absl import logging
 
-from vit_jax import interop
+from vit_jax import errors, interop
 from vit_jax.interop import tree
 
 
@@ -53,6 +53,6 @@ def _grid(config, target) -> tuple[int, int] | None:
     side = int(round(np.sqrt(tokens)))
     if side * side == tokens:
         return side, side
-    raise ValueError(
+    raise errors.UserError(
         f"config.data.image_size={config.data.image_size}: {tokens} patches is not a square grid"
     )

@@ -2,6 +2,11 @@
 
 The only place that reads flags: it initialises multi-host JAX where asked, loads the config and
 hands it to `train_and_evaluate`. Re-running the same command resumes the run in DIR.
+
+Errors: bad input found by our own checks (`vit_jax.errors.UserError`: a config value, a data
+folder, a checkpoint that does not fit) prints one line, `error: ...`, exit status 1; a bad flag
+or config file, exit status 2. Anything else (a bug, or an unexpected error inside JAX, Orbax or
+TensorFlow) keeps its full traceback. `VIT_JAX_TRACEBACK=1` shows the traceback of a UserError too.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vit_jax import config_lib
+from vit_jax import errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Run config: configs/FILE.py[:k=v,...].")
@@ -74,8 +79,8 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (config_lib.ConfigError, ValueError, FileNotFoundError, FloatingPointError) as e:
-        if os.environ.get("VIT_JAX_TRACEBACK"):
+    except errors.UserError as e:  # Our checks: one line. Anything else: its traceback.
+        if os.environ.get("VIT_JAX_TRACEBACK", "") not in ("", "0"):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

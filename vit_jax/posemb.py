@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from vit_jax import errors
+
 
 def resample(
     posemb: np.ndarray,
@@ -35,7 +37,9 @@ def resample(
     prefix, grid = table[:num_prefix_tokens], table[num_prefix_tokens:]
     old_grid = tuple(old_grid) if old_grid is not None else square_grid(len(grid))
     if old_grid[0] * old_grid[1] != len(grid):
-        raise ValueError(f"position embedding has {len(grid)} grid rows, not a {old_grid} grid")
+        raise errors.UserError(
+            f"position embedding has {len(grid)} grid rows, not a {old_grid} grid"
+        )
     new_grid = tuple(int(n) for n in new_grid)
     grid = grid.reshape(*old_grid, -1)
     if old_grid != new_grid:
@@ -48,7 +52,9 @@ def square_grid(n: int) -> tuple[int, int]:
     """(s, s) with s·s = n; a ValueError when n is not a square (pass the grid explicitly)."""
     side = math.isqrt(n)
     if side * side != n:
-        raise ValueError(f"{n} position embeddings do not form a square grid; give the grid shape")
+        raise errors.UserError(
+            f"{n} position embeddings do not form a square grid; give the grid shape"
+        )
     return side, side
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vit_jax import param_paths
+from vit_jax import errors, param_paths
 
 # Activations: the batch is always split over 'data'; TP also splits MLP hidden and heads.
 _BATCH = [("batch", "data"), ("length", None), ("act_embed", None)]
@@ -37,15 +37,15 @@ def make_mesh(axes: Sequence[Sequence], devices=None) -> Mesh:
     names = tuple(str(name) for name, _ in axes)
     sizes = [int(size) for _, size in axes]
     if sizes.count(-1) > 1:
-        raise ValueError(f"config.mesh={tuple(axes)}: at most one axis may have size -1")
+        raise errors.UserError(f"config.mesh={tuple(axes)}: at most one axis may have size -1")
     known = int(np.prod([s for s in sizes if s != -1]))
     if -1 not in sizes and known < len(devices) and jax.process_count() == 1:
         devices = devices[:known]  # A smaller mesh on one host: use the first devices.
     if known <= 0 or len(devices) % known:
-        raise ValueError(f"config.mesh={tuple(axes)} does not divide {len(devices)} devices")
+        raise errors.UserError(f"config.mesh={tuple(axes)} does not divide {len(devices)} devices")
     sizes = [len(devices) // known if s == -1 else s for s in sizes]
     if int(np.prod(sizes)) != len(devices):
-        raise ValueError(
+        raise errors.UserError(
             f"config.mesh={tuple(axes)} needs {np.prod(sizes)} devices, have {len(devices)}"
         )
     # Auto axes: XLA's sharding propagation places intermediates; the rules pin params and batch.
@@ -56,7 +56,7 @@ def make_mesh(axes: Sequence[Sequence], devices=None) -> Mesh:
 def rules_for(strategy: str, mesh: Mesh) -> list[tuple[str, str | None]]:
     """The strategy's rules, with mesh axes the mesh lacks mapped to None (replicated)."""
     if strategy not in RULES:
-        raise ValueError(f"config.sharding={strategy!r}: must be one of {tuple(RULES)}")
+        raise errors.UserError(f"config.sharding={strategy!r}: must be one of {tuple(RULES)}")
     return [(name, axis if axis in mesh.axis_names else None) for name, axis in RULES[strategy]]
 
 

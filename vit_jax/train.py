@@ -18,7 +18,18 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from vit_jax import checkpoint, config_lib, data, fewshot, finetune, models, optim, sharding, steps
+from vit_jax import (
+    checkpoint,
+    config_lib,
+    data,
+    errors,
+    fewshot,
+    finetune,
+    models,
+    optim,
+    sharding,
+    steps,
+)
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
 
@@ -172,7 +183,7 @@ def _check_finite(values, step, ckpt) -> dict:
     values = {k: float(v) for k, v in values.items()}
     if not all(np.isfinite(v) for v in values.values()):
         ckpt.wait()
-        raise FloatingPointError(
+        raise errors.Diverged(
             f"non-finite training metrics at step {step} ({values}); stopped without saving — "
             f"the last good checkpoint (step {ckpt.latest_step()}) is intact"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from vit_jax import errors
 from vit_jax.data import arrays, fashion_mnist
 from vit_jax.data.common import DatasetInfo, local_batch_size
 
@@ -69,7 +70,7 @@ def train_iterator(
     a fresh iterator would be, without decoding the k batches before it.
     """
     if start_step < 0:
-        raise ValueError(f"start_step={start_step} must be >= 0")
+        raise errors.UserError(f"start_step={start_step} must be >= 0")
     return _path(data_config).train_iterator(
         data_config, batch=local_batch_size(global_batch_size, process_count), seed=seed,
         process_index=process_index, process_count=process_count, start_step=start_step,

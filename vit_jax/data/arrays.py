@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from vit_jax import errors
 from vit_jax.data import digits, fashion_mnist
 from vit_jax.data.common import even_bounds
 
@@ -51,7 +52,7 @@ _SPLIT = re.compile(r"^(?P<name>\w+)(\[(?P<start>-?[\d.]+%?)?:(?P<stop>-?[\d.]+%
 _CACHE: dict = {}
 
 
-class ArraysError(ValueError):
+class ArraysError(errors.UserError):
     """A data config the arrays source cannot serve; one line (a ConfigError in validate)."""
 
 
@@ -168,7 +169,9 @@ def train_iterator(
     )  # fmt: skip
     n = len(labels)
     if n == 0:
-        raise ValueError(f"split {data_config.train_split!r} has no examples for this process")
+        raise errors.UserError(
+            f"split {data_config.train_split!r} has no examples for this process"
+        )
     orders: dict[int, np.ndarray] = {}
     for step in range(start_step, 2**62):
         positions = np.arange(step * batch, (step + 1) * batch)

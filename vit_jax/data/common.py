@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from vit_jax import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
@@ -20,9 +22,11 @@ class DatasetInfo:
 def local_batch_size(global_batch_size: int, process_count: int) -> int:
     """The batch each process yields; the global batch must split evenly over processes."""
     if global_batch_size <= 0 or process_count <= 0:
-        raise ValueError(f"global batch size {global_batch_size} and process count must be > 0")
+        raise errors.UserError(
+            f"global batch size {global_batch_size} and process count must be > 0"
+        )
     if global_batch_size % process_count:
-        raise ValueError(
+        raise errors.UserError(
             f"global batch size {global_batch_size} is not divisible by "
             f"process_count={process_count}"
         )

@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from vit_jax import errors
+
 TRAIN_SIZE = 1297
 CLASS_NAMES = tuple(str(i) for i in range(10))
 _BOX, _SIZE = 20, 28
@@ -32,7 +34,7 @@ def source_file() -> str:
     if spec and spec.submodule_search_locations:
         path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
     if not path or not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise errors.MissingFile(
             "the digits dataset ships inside scikit-learn: `pip install scikit-learn`"
         )
     return path
@@ -63,7 +65,7 @@ def to_mnist_frame(small: np.ndarray) -> np.ndarray:
 def read_split(name: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 [N, 28, 28, 1], int32 [N]) of 'train' or 'test'."""
     if name not in ("train", "test"):
-        raise ValueError(f"split {name!r}: digits has 'train' and 'test'")
+        raise errors.UserError(f"split {name!r}: digits has 'train' and 'test'")
     small, labels = _read_all()
     part = slice(0, TRAIN_SIZE) if name == "train" else slice(TRAIN_SIZE, None)
     return to_mnist_frame(small[part]), labels[part]

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from vit_jax import errors
+
 TFDS_NAME = "fashion_mnist"
 SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 SPLIT_FILES = {
@@ -43,12 +45,12 @@ def read_idx(path: str) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes")
+        raise errors.UserError(f"{path}: not an IDX file of unsigned bytes")
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     if len(data) - offset != int(np.prod(dims)):
-        raise ValueError(f"{path}: {len(data) - offset} bytes of data for shape {dims}")
+        raise errors.UserError(f"{path}: {len(data) - offset} bytes of data for shape {dims}")
     return np.frombuffer(data, np.uint8, offset=offset).reshape(dims)
 
 
@@ -58,7 +60,7 @@ def read_split(source_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(os.path.join(source_dir, image_file))
     labels = read_idx(os.path.join(source_dir, label_file)).astype(np.int64)
     if images.shape != (SPLIT_SIZES[split], 28, 28) or labels.shape != (SPLIT_SIZES[split],):
-        raise ValueError(f"{source_dir}: {split} has shapes {images.shape}, {labels.shape}")
+        raise errors.UserError(f"{source_dir}: {split} has shapes {images.shape}, {labels.shape}")
     return images[..., None], labels
 
 
@@ -91,7 +93,7 @@ def _download(*, data_dir: str, source_dir: str, missing: list[str]) -> None:
         tfds.builder(TFDS_NAME, data_dir=data_dir).download_and_prepare()
     except Exception as e:  # Any failure means the same thing to the user: no data.
         reason = (str(e).strip().splitlines() or [""])[0]
-        raise FileNotFoundError(
+        raise errors.MissingFile(
             f"Fashion-MNIST unavailable: {missing[0]} not in {source_dir} and TFDS's download "
             f"failed ({type(e).__name__}: {reason}); run `apt-get install dataset-fashion-mnist` "
             "or give TFDS network access"
@@ -113,7 +115,9 @@ def _prepare_offline(*, data_dir: str, source_dir: str) -> None:
         builder.download_and_prepare()
         sizes = {s: builder.info.splits[s].num_examples for s in SPLIT_SIZES}
         if sizes != SPLIT_SIZES:
-            raise ValueError(f"prepared {TFDS_NAME} has split sizes {sizes}, not {SPLIT_SIZES}")
+            raise errors.UserError(
+                f"prepared {TFDS_NAME} has split sizes {sizes}, not {SPLIT_SIZES}"
+            )
         built = os.path.join(tmp, TFDS_NAME, str(builder.version))
         final = os.path.join(data_dir, TFDS_NAME, str(builder.version))
         os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -161,7 +165,7 @@ def _check_roundtrip(images: np.ndarray, encoded: list[bytes], count: int = 256)
 
     for i in np.linspace(0, len(images) - 1, count).astype(int):
         if not np.array_equal(tf.io.decode_png(encoded[i]).numpy(), images[i]):
-            raise ValueError(f"PNG round trip changed image {i}")
+            raise errors.UserError(f"PNG round trip changed image {i}")
 
 
 _BUILDER_CLS = None

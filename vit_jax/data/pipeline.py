@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+from vit_jax import errors
 from vit_jax.data import order, preprocess, reading, sources
 from vit_jax.data.order import BATCH, EXAMPLE
 from vit_jax.data.sources import ArraySplit, FileSplit
@@ -27,7 +28,9 @@ def train_iterator(
     is this process's share of the global batch."""
     part = _host_split(data_config, data_config.train_split, process_index, process_count)
     if part.size == 0:
-        raise ValueError(f"split {data_config.train_split!r} has no examples for this process")
+        raise errors.UserError(
+            f"split {data_config.train_split!r} has no examples for this process"
+        )
     rng = order.Rng(seed, process_index)
     aug = preprocess.Augment.from_config(data_config)
     window = data_config.shuffle_buffer
@@ -92,7 +95,7 @@ def eval_iterator(
 def _host_split(data_config, split: str, process_index: int, process_count: int):
     """This process's part of a split; decoded into memory (and remembered) if config.data.cache."""
     if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index={process_index} not in [0, {process_count})")
+        raise errors.UserError(f"process_index={process_index} not in [0, {process_count})")
     part = sources.host_split(
         data_config, split, process_index=process_index, process_count=process_count
     )

@@ -11,6 +11,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from vit_jax import errors
+
 INCEPTION_AREA = (0.05, 1.0)  # Fraction of the image area kept (reference vit_jax / big_vision).
 INCEPTION_ASPECT = (3 / 4, 4 / 3)  # Width / height, TF's sample_distorted_bounding_box default.
 _INCEPTION_ATTEMPTS = 10  # Candidate boxes per image; none fits -> the whole image.
@@ -74,7 +76,7 @@ def train_batch(images, k, aug: Augment) -> tf.Tensor:
     elif aug.kind == "resize":
         images = resize(images, aug.size)
     else:
-        raise ValueError(f"config.data.augment={aug.kind!r}: unknown augmentation")
+        raise errors.UserError(f"config.data.augment={aug.kind!r}: unknown augmentation")
     if aug.flip:
         images = random_flip(images, k_flip)
     return normalize(images)

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from vit_jax import errors
 from vit_jax.data.sources import ArraySplit, FileSplit, RecordSplit
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -96,7 +97,7 @@ def raising_value_errors(_tf_error=tf.errors.InvalidArgumentError):
         match = _MARK.search(e.message or "")
         if match is None:
             raise
-        raise ValueError(match.group(1)) from None
+        raise errors.UserError(match.group(1)) from None
 
 
 def load_arrays(part):

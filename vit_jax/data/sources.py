@@ -19,6 +19,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from vit_jax import errors
 from vit_jax.data import fashion_mnist
 from vit_jax.data.common import DatasetInfo, even_bounds
 
@@ -123,17 +124,17 @@ def _builder(name: str, data_dir: str):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(f"config.data.name={name!r}: unknown TFDS dataset") from None
+        raise errors.UserError(f"config.data.name={name!r}: unknown TFDS dataset") from None
     if not builder.is_prepared() and builder.name == fashion_mnist.TFDS_NAME:
         fashion_mnist.prepare(data_dir=data_dir)
         builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-        raise FileNotFoundError(
+        raise errors.MissingFile(
             f"TFDS dataset {name!r} is not prepared in {data_dir}: run "
             f"`tfds build {name} --data_dir={data_dir}` (or set config.data.data_dir)"
         )
     if builder.info.file_format.value != "tfrecord":
-        raise ValueError(f"TFDS dataset {name!r}: only the tfrecord file format is supported")
+        raise errors.UserError(f"TFDS dataset {name!r}: only the tfrecord file format is supported")
     return builder
 
 
@@ -145,9 +146,13 @@ def feature_keys(builder) -> tuple[str, str]:
     if not isinstance(image, tfds.features.Image) or not isinstance(
         label, tfds.features.ClassLabel
     ):
-        raise ValueError(f"TFDS dataset {builder.name!r}: needs an Image and a ClassLabel feature")
+        raise errors.UserError(
+            f"TFDS dataset {builder.name!r}: needs an Image and a ClassLabel feature"
+        )
     if image.np_dtype != np.uint8 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"TFDS dataset {builder.name!r}: only uint8 images of 1 or 3 channels")
+        raise errors.UserError(
+            f"TFDS dataset {builder.name!r}: only uint8 images of 1 or 3 channels"
+        )
     return image_key, label_key
 
 
@@ -157,7 +162,9 @@ def split_info(builder, split):
         return builder.info.splits[split]
     except (KeyError, ValueError, AssertionError) as e:
         message = (str(e).strip().splitlines() or [repr(split)])[0]
-        raise ValueError(f"TFDS dataset {builder.name!r}, split {split!r}: {message}") from None
+        raise errors.UserError(
+            f"TFDS dataset {builder.name!r}, split {split!r}: {message}"
+        ) from None
 
 
 # --- Folders ------------------------------------------------------------------------------------
@@ -177,7 +184,7 @@ class Folder:
         path = _split_dir(root, train_split)
         classes = tuple(sorted(d.name for d in os.scandir(path) if d.is_dir()))
         if not classes:
-            raise ValueError(f"{path}: no class subfolders")
+            raise errors.UserError(f"{path}: no class subfolders")
         folder = cls(root, classes, channels=0)
         first = folder.files(train_split)[0][0]
         return dataclasses.replace(folder, channels=image_channels(first))
@@ -187,7 +194,9 @@ class Folder:
         path = _split_dir(self.root, split)
         unknown = sorted({d.name for d in os.scandir(path) if d.is_dir()} - set(self.classes))
         if unknown:
-            raise ValueError(f"{path}: class folder {unknown[0]!r} is not in the training split")
+            raise errors.UserError(
+                f"{path}: class folder {unknown[0]!r} is not in the training split"
+            )
         paths, labels = [], []
         for label, name in enumerate(self.classes):
             class_dir = os.path.join(path, name)
@@ -196,7 +205,9 @@ class Folder:
                 paths += [os.path.join(class_dir, f) for f in names]
                 labels += [label] * len(names)
         if not paths:
-            raise ValueError(f"{path}: no {'/'.join(IMAGE_EXTENSIONS)} images in class folders")
+            raise errors.UserError(
+                f"{path}: no {'/'.join(IMAGE_EXTENSIONS)} images in class folders"
+            )
         return paths, np.asarray(labels, np.int32)
 
 
@@ -207,16 +218,16 @@ def image_channels(path: str) -> int:
     image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
     channels = int(image.shape[-1])
     if channels not in (1, 3):
-        raise ValueError(f"{path}: image has {channels} channels (only 1 or 3 are supported)")
+        raise errors.UserError(f"{path}: image has {channels} channels (only 1 or 3 are supported)")
     return channels
 
 
 def _split_dir(root: str | None, split: str) -> str:
     if not root or not os.path.isdir(root):
-        raise FileNotFoundError(f"config.data.root={root!r}: folder not found")
+        raise errors.MissingFile(f"config.data.root={root!r}: folder not found")
     path = os.path.join(root, split)
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: split folder {split!r} not found")
+        raise errors.MissingFile(f"{path}: split folder {split!r} not found")
     return path
 
 

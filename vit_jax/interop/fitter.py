@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from vit_jax import posemb
+from vit_jax import errors, posemb
 from vit_jax.interop import tree
 
 POSEMB = "Transformer/posembed_input/pos_embedding"
@@ -91,17 +91,19 @@ def _match(flat, target, is_fresh, source) -> dict:
             out[key] = np.zeros(want.shape, want.dtype)
             continue
         if key not in flat:
-            raise ValueError(f"{source}: missing key {key!r} (the model needs it)")
+            raise errors.UserError(f"{source}: missing key {key!r} (the model needs it)")
         value = np.asarray(flat[key])
         if value.shape != tuple(want.shape):
-            raise ValueError(
+            raise errors.UserError(
                 f"{source}: key {key!r} has shape {value.shape}, "
                 f"the model wants {tuple(want.shape)}"
             )
         out[key] = value.astype(want.dtype)
     extra = sorted(set(flat) - set(target))
     if extra:
-        raise ValueError(f"{source}: unexpected key {extra[0]!r} (another model? pass model=NAME)")
+        raise errors.UserError(
+            f"{source}: unexpected key {extra[0]!r} (another model? pass model=NAME)"
+        )
     return out
 
 
@@ -116,5 +118,5 @@ def _fit_posemb(pe, target, old_prefix, old_grid, new_grid) -> np.ndarray:
     if old_prefix > new_prefix:  # Pooling without a class token now: its row has no use.
         out = out[:, old_prefix - new_prefix :]
     if out.shape[1] != want[1]:
-        raise ValueError(f"position embedding: cannot go from {pe.shape} to {tuple(want)}")
+        raise errors.UserError(f"position embedding: cannot go from {pe.shape} to {tuple(want)}")
     return out

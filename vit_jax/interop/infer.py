@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from vit_jax import models, posemb
+from vit_jax import errors, models, posemb
 from vit_jax.interop import fitter, tree
 
 
@@ -76,7 +76,7 @@ def find_model(arch: Arch) -> tuple[str, dict]:
             continue
         candidates.append((s.classifier != arch.classifier, name))  # Same pooling first.
     if not candidates:
-        raise ValueError(
+        raise errors.UserError(
             f"no registered model has width {arch.hidden_size}, depth {arch.num_layers}, MLP "
             f"{arch.mlp_dim}, patch {arch.patch_size} (resnet {arch.resnet_units}); pass model=NAME"
         )
@@ -94,7 +94,9 @@ def overrides_for(name: str, arch: Arch) -> dict:
     )
     out = {k: v for k, v in wanted.items() if getattr(s, k) != v and v is not None}
     if arch.representation_size is None and s.representation_size is not None:
-        raise ValueError(f"model {name!r} has a representation layer; these weights have none")
+        raise errors.UserError(
+            f"model {name!r} has a representation layer; these weights have none"
+        )
     return out
 
 
@@ -132,7 +134,7 @@ def _resnet(flat) -> tuple[tuple[int, ...] | None, int | None]:
 
 def _get(flat, key):
     if key not in flat:
-        raise ValueError(f"missing key {key!r}: not a ViT checkpoint this code can read")
+        raise errors.UserError(f"missing key {key!r}: not a ViT checkpoint this code can read")
     return flat[key]
 
 

@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 from etils import epath  # Local files and gs:// alike.
 
+from vit_jax import errors
 from vit_jax.interop import tree
 
 _PREFIXES = ("params/", "opt/target/")
@@ -33,16 +34,18 @@ def read(path: str) -> dict[str, np.ndarray]:
                 out[key] = archive[key]
             except ValueError as e:
                 if "allow_pickle" in str(e):
-                    raise ValueError(
+                    raise errors.UserError(
                         f"{path}: key {key!r} holds pickled objects; refusing to unpickle"
                     ) from None
-                raise ValueError(f"{path}: key {key!r} is corrupt ({_first_line(e)})") from None
+                raise errors.UserError(
+                    f"{path}: key {key!r} is corrupt ({_first_line(e)})"
+                ) from None
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-                raise ValueError(
+                raise errors.UserError(
                     f"{path}: key {key!r} is truncated or corrupt ({_first_line(e)})"
                 ) from None
     if not out:
-        raise ValueError(f"{path}: empty .npz file")
+        raise errors.UserError(f"{path}: empty .npz file")
     return out
 
 
@@ -85,16 +88,16 @@ def _open(path: str):
     try:
         return epath.Path(path).open("rb")
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
+        raise errors.MissingFile(f"{path}: file not found") from None
 
 
 def _archive(path: str, f):
     try:
         archive = np.load(f, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
+        raise errors.UserError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: a single .npy array, not an .npz archive of named weights")
+        raise errors.UserError(f"{path}: a single .npy array, not an .npz archive of named weights")
     return archive
 
 

@@ -1,7 +1,8 @@
 """Weights from anywhere → one canonical form (`Weights`): the reading half of interop.
 
 `read` dispatches on what `path` is — a training workdir or Orbax checkpoint (run.py), a vit_jax /
-big_vision .npz (npz.py) or a timm .safetensors file (timm.py) — and names the registry model from
+big_vision .npz (npz.py), a timm .safetensors file (timm.py) or a Hugging Face ViT folder (hf.py) —
+and names the registry model from
 the run's config.json, the file's metadata, or its shapes (infer.py). A pickle-based format
 (.pth, .pt, .bin, .ckpt, .pkl) is refused, never opened.
 """
@@ -9,12 +10,14 @@ the run's config.json, the file's metadata, or its shapes (infer.py). A pickle-b
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 
 import numpy as np
 from etils import epath
 
-from vit_jax import models
-from vit_jax.interop import infer, npz, run, timm
+from vit_jax import errors, models
+from vit_jax.interop import hf, infer, npz, run, timm
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".h5")
 _ARCH_KEYS = ("classifier", "representation_size", "posemb", "gelu")
@@ -39,14 +42,15 @@ class Weights:
 
 
 def read(path: str, *, model: str | None = None) -> Weights:
-    """Weights of a training workdir / Orbax checkpoint, an .npz, or a timm .safetensors file.
+    """Weights of a training workdir / Orbax checkpoint, an .npz, a timm .safetensors file, or a
+    Hugging Face ViT folder (config.json + model.safetensors).
 
     `model` names the registry model when the file cannot say (published .npz files); otherwise
     it is read from the run's config.json or the file's metadata, or inferred from the shapes.
     """
     lower = str(path).lower()
     if lower.endswith(PICKLE_SUFFIXES):
-        raise ValueError(
+        raise errors.UserError(
             f"{path}: pickle-based checkpoints are refused (they can run code); convert it to "
             f".safetensors first, e.g. safetensors.torch.save_file(state_dict, 'model.safetensors')"
         )
@@ -54,10 +58,14 @@ def read(path: str, *, model: str | None = None) -> Weights:
         return _from_flat(npz.to_canonical(npz.read(path)), path, model, {})
     if lower.endswith(".safetensors"):
         return _read_timm(path, model)
+    hf_config = read_json(f"{str(path).rstrip('/')}/{hf.CONFIG}")
+    if hf.is_folder(hf_config):
+        flat, meta = hf.read(path, hf_config)
+        return _from_flat(flat, path, model or meta["model"], meta)
     if not epath.Path(path).exists():
-        raise FileNotFoundError(f"{path}: not found")
+        raise errors.MissingFile(f"{path}: not found")
     if not epath.Path(path).is_dir():
-        raise ValueError(
+        raise errors.UserError(
             f"{path}: unsupported weights (expected a workdir or Orbax checkpoint directory, "
             f"an .npz or a .safetensors file)"
         )
@@ -109,3 +117,15 @@ def _read_timm(path, model) -> Weights:
     meta = dict(meta)
     meta.setdefault("gelu", "exact")  # timm's default GELU.
     return _from_flat(flat, path, model, meta)
+
+
+def read_json(path) -> dict | None:
+    """A small JSON file's contents, or None when absent or unreadable (logged)."""
+    p = epath.Path(path)
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        logging.warning("%s: unreadable (%s); ignored", p, e)
+        return None

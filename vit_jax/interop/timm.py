@@ -18,7 +18,7 @@ import safetensors
 import safetensors.numpy
 from etils import epath
 
-from vit_jax import models
+from vit_jax import errors, models
 
 _ATTN = "MultiHeadDotProductAttention_0"
 
@@ -26,9 +26,9 @@ _ATTN = "MultiHeadDotProductAttention_0"
 def to_timm(flat: dict[str, np.ndarray], *, num_heads: int) -> dict[str, np.ndarray]:
     """Canonical (unrolled) params → a timm VisionTransformer state dict (numpy, float32)."""
     if "pre_logits/kernel" in flat:
-        raise ValueError("timm's VisionTransformer has no pre_logits layer; cannot export it")
+        raise errors.UserError("timm's VisionTransformer has no pre_logits layer; cannot export it")
     if "conv_root/kernel" in flat:
-        raise ValueError("exporting hybrid (ResNet + ViT) models to timm is not supported")
+        raise errors.UserError("exporting hybrid (ResNet + ViT) models to timm is not supported")
     f = {k: np.asarray(v, np.float32) for k, v in flat.items()}
     sd = {
         "patch_embed.proj.weight": f["embedding/kernel"].transpose(3, 2, 0, 1),
@@ -54,7 +54,7 @@ def to_timm(flat: dict[str, np.ndarray], *, num_heads: int) -> dict[str, np.ndar
 def from_timm(sd: dict[str, np.ndarray], *, num_heads: int) -> dict[str, np.ndarray]:
     """A timm VisionTransformer state dict → canonical params (numpy)."""
     if "fc_norm.weight" in sd:
-        raise ValueError("timm fc_norm (LayerNorm after pooling) has no counterpart here")
+        raise errors.UserError("timm fc_norm (LayerNorm after pooling) has no counterpart here")
     s = _Recording({k: np.asarray(v, np.float32) for k, v in sd.items()})
     flat = {
         "embedding/kernel": _need(s, "patch_embed.proj.weight").transpose(2, 3, 1, 0),
@@ -79,7 +79,9 @@ def from_timm(sd: dict[str, np.ndarray], *, num_heads: int) -> dict[str, np.ndar
         flat["head/bias"] = s["head.bias"]
     unknown = sorted(set(s) - s.used)
     if unknown:
-        raise ValueError(f"unsupported timm key {unknown[0]!r} (register tokens? another model?)")
+        raise errors.UserError(
+            f"unsupported timm key {unknown[0]!r} (register tokens? another model?)"
+        )
     return flat
 
 
@@ -87,7 +89,7 @@ def timm_kwargs(name: str, *, num_classes: int, image_size: int, overrides: dict
     """Keyword arguments of `timm.models.vision_transformer.VisionTransformer` for our model."""
     s = models.resolve(name, overrides)
     if s.family != "vit":
-        raise ValueError(f"model {name!r}: only plain ViTs have a timm counterpart")
+        raise errors.UserError(f"model {name!r}: only plain ViTs have a timm counterpart")
     pool = {"token": "token", "gap": "avg", "map": "map"}[s.classifier]
     return dict(
         img_size=image_size,
@@ -127,15 +129,17 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
         else:
             sd, meta = _read_local(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
+        raise errors.MissingFile(f"{path}: file not found") from None
     except (safetensors.SafetensorError, OSError, ValueError, TypeError, struct.error) as e:
-        raise ValueError(f"{path}: not a readable .safetensors file ({str(e).strip()})") from None
+        raise errors.UserError(
+            f"{path}: not a readable .safetensors file ({str(e).strip()})"
+        ) from None
     return sd, {k: _json_or_str(v) for k, v in meta.items()}
 
 
 def _read_local(path):
     if not os.path.exists(path):
-        raise FileNotFoundError(path)
+        raise errors.MissingFile(path)
     with safetensors.safe_open(path, framework="numpy") as f:
         return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}  # noqa: SIM118
 
@@ -253,7 +257,7 @@ def _mlp(f, src, dst) -> dict:
 
 def _need(s, key):
     if key not in s:
-        raise ValueError(f"missing timm key {key!r}")
+        raise errors.UserError(f"missing timm key {key!r}")
     return s[key]
 
 

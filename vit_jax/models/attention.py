@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax import errors
+
 Dtype = Any
 CUDNN_PAD_MULTIPLE = 64
 
@@ -121,7 +123,7 @@ class MultiHeadDotProductAttention(nn.Module):
         inputs_kv = inputs_q if inputs_kv is None else inputs_kv
         width = inputs_q.shape[-1]
         if width % self.num_heads:
-            raise ValueError(f"width {width} does not divide into {self.num_heads} heads")
+            raise errors.UserError(f"width {width} does not divide into {self.num_heads} heads")
         head_dim = width // self.num_heads
         dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         qkv = dict(features=(self.num_heads, head_dim), num_in=1, axes=("embed", "heads", "kv"))

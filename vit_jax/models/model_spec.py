@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from vit_jax import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Knob:
@@ -124,13 +126,13 @@ def check_override(spec: ModelSpec, key: str, value: Any) -> bool:
     False means the family ignores the knob at this (neutral) value, e.g. scan=False on a ResNet.
     """
     if key not in KNOBS:
-        raise ValueError(f"unknown model override {key!r} (known: {', '.join(KNOBS)})")
+        raise errors.UserError(f"unknown model override {key!r} (known: {', '.join(KNOBS)})")
     choices = KNOBS[key].choices
     if choices and value not in choices:
-        raise ValueError(f"model override {key}={value!r}: must be one of {choices}")
+        raise errors.UserError(f"model override {key}={value!r}: must be one of {choices}")
     if spec.family == "resnet" and key not in _FAMILY_FREE:
         if value not in RESNET_NEUTRAL.get(key, ()):
-            raise ValueError(
+            raise errors.UserError(
                 f"model override {key}={value!r} does not apply to ResNet {spec.name!r}"
             )
         return False

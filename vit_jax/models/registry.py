@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from vit_jax import errors
 from vit_jax.models.model_spec import KNOBS, ModelSpec, ResNetSpec, check_override
 from vit_jax.models.resnet import stem_downsampling
 
@@ -183,7 +184,7 @@ def canonical(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
-    raise ValueError(f"unknown model name {name!r}; see vit_jax.models.names()")
+    raise errors.UserError(f"unknown model name {name!r}; see vit_jax.models.names()")
 
 
 def names() -> list[str]:
@@ -214,7 +215,7 @@ def grid_side(c: ModelSpec, image_size: int) -> int:
     patch = c.patch_size or 1
     if side % patch:
         where = f"its {side}×{side} feature map" if c.resnet is not None else "it"
-        raise ValueError(
+        raise errors.UserError(
             f"image_size={image_size} is not divisible by the patch/stride {patch} of model "
             f"{c.name} ({patch}×{patch} patches do not tile {where})"
         )
@@ -250,4 +251,4 @@ def _dtype_name(key, value) -> str:
     try:
         return jnp.dtype(value).name
     except TypeError:
-        raise ValueError(f"model override {key}={value!r}: not a dtype") from None
+        raise errors.UserError(f"model override {key}={value!r}: not a dtype") from None

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from vit_jax import errors
+
 Dtype = Any
 _CONV_AXES = (None, None, "conv_in", "conv_out")
 # stem: (first conv's kernel, its stride); see `resnet_trunk`.
@@ -32,7 +34,7 @@ CONV_STEM_WIDENING = {"conv4": (1,), "conv8": (2, 4)}
 def stem_downsampling(stem: str) -> int:
     """The stem's total stride: its first conv's, ×2 per further conv, ×2 for BiT's max-pool."""
     if stem not in STEMS:
-        raise ValueError(f"unknown ResNet stem {stem!r}")
+        raise errors.UserError(f"unknown ResNet stem {stem!r}")
     return STEMS[stem][1] * 2 ** len(CONV_STEM_WIDENING.get(stem, ())) * (2 if stem == "bit" else 1)
 
 
@@ -62,7 +64,7 @@ class GroupNorm(nn.Module):
     def __call__(self, x):
         shape, channels, groups = x.shape, x.shape[-1], self.num_groups
         if channels % groups:
-            raise ValueError(f"{channels} channels do not divide into {groups} groups")
+            raise errors.UserError(f"{channels} channels do not divide into {groups} groups")
         scale = self.param("scale", self.scale_init, (channels,), self.param_dtype)
         bias = self.param("bias", self.bias_init, (channels,), self.param_dtype)
         y = jnp.asarray(x, jnp.float32).reshape(shape[:-1] + (groups, channels // groups))
@@ -169,7 +171,7 @@ def resnet_trunk(x, *, width, units, stem, dtype, param_dtype):
     """
     kw = dict(dtype=dtype, param_dtype=param_dtype)
     if stem not in STEMS:
-        raise ValueError(f"unknown ResNet stem {stem!r}")
+        raise errors.UserError(f"unknown ResNet stem {stem!r}")
     kernel, stride = STEMS[stem]
     x = std_conv(width, kernel, strides=stride, name="conv_root", **kw)(x)
     x = nn.relu(group_norm(width, name="gn_root", **kw)(x))

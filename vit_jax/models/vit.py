@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax import errors
 from vit_jax.models import resnet
 from vit_jax.models.attention import MultiHeadDotProductAttention
 
@@ -50,7 +51,7 @@ def _layer_norm(name=None, *, dtype, param_dtype):
 def posemb_sincos2d(h: int, w: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
     """Fixed 2D sin-cos position embedding [1, h·w, width] (big_vision layout)."""
     if width % 4:
-        raise ValueError(f"sincos2d position embedding needs width % 4 == 0, got {width}")
+        raise errors.UserError(f"sincos2d position embedding needs width % 4 == 0, got {width}")
     y, x = np.mgrid[:h, :w]
     omega = np.arange(width // 4) / max(width // 4 - 1, 1)
     omega = 1.0 / temperature**omega
@@ -352,4 +353,4 @@ class VisionTransformer(nn.Module):
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
             )(x)
-        raise ValueError(f"unknown classifier {self.classifier!r} (token | gap | map)")
+        raise errors.UserError(f"unknown classifier {self.classifier!r} (token | gap | map)")
