@@ -75,7 +75,7 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (config_lib.ConfigError, ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (config_lib.ConfigError, ValueError, OSError, FloatingPointError) as e:
         if os.environ.get("VIT_JAX_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)
