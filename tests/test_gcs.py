@@ -1,0 +1,147 @@
+"""gs:// end to end, against a real GCS server (fake-gcs-server, tests/gcs_fake.py): a run, a
+SIGKILL and resume, load/convert, a sweep and the errors a user meets first, all with the bucket as
+the only place anything is written. TensorBoard is the one writer left out: TensorFlow's GCS client
+cannot be pointed at an emulator, so under one no events are written (metrics.jsonl is the record).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from test_train import write_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = 12
+
+CONFIG = """
+from vit_jax import config_lib
+
+
+def get_config(arg=None):
+    c = config_lib.base_config()
+    c.model.name = "mu/4"
+    c.batch_size = 16
+    c.optim.warmup_steps = 0
+    c.data.source, c.data.root, c.data.augment = "folder", {root!r}, "pad_crop"
+    c.data.image_size = 16
+    c.mesh = (("data", 2),)
+    c.progress_bar = False
+    c.log_every = 1
+    c.eval_every = 0
+    c.checkpoint_every = 4
+    c.total_steps = int(arg or {steps})
+    return c
+"""
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory):
+    """A tiny run's config file (the input a user gives, so on local disk, as its image folder)."""
+    root = tmp_path_factory.mktemp("gcs_data")
+    write_folder(root, n_per_class=(16, 16))
+    write_folder(root, n_per_class=(4, 4), split="test", seed=1)
+    path = root / "config.py"
+    path.write_text(CONFIG.format(root=str(root), steps=STEPS))
+    return path
+
+
+def engine(config, workdir, env, *, steps=STEPS, cwd=ROOT, wait=True):
+    """`python -m vit_jax.main` as a user runs it, pointed at the emulator."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "vit_jax.main",
+        f"--config={config}:{steps}",
+        f"--workdir={workdir}",
+    ]
+    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    full_env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, env=full_env, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def trained(gcs_server, run_config, tmp_path_factory):
+    """One uninterrupted run into gs://runs/plain, started in an empty folder (to see strays)."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    before = set(os.listdir(tempfile.gettempdir()))
+    proc = engine(run_config, f"{gcs_server.bucket('runs')}/plain", gcs_server.env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"workdir": "gs://runs/plain", "cwd": cwd, "tmp_before": before}
+
+
+def bucket_files(gcs_server, bucket, prefix):
+    return [n[len(prefix) :] for n in gcs_server.objects(bucket) if n.startswith(prefix)]
+
+
+def test_run_writes_every_file_to_the_bucket_and_none_locally(gcs_server, trained):
+    files = bucket_files(gcs_server, "runs", "plain/")
+    assert {"config.json", "dataset.json", "metrics.jsonl"} <= set(files)
+    assert any(f.startswith(f"checkpoints/{STEPS}/") for f in files), files
+    assert not any(".write-probe" in f for f in files)
+    lines = [json.loads(x) for x in gcs_read(gcs_server, "runs", "plain/metrics.jsonl")]
+    assert [r["step"] for r in lines if r["kind"] == "train"] == list(range(1, STEPS + 1))
+    assert os.listdir(trained["cwd"]) == []  # No local folder named "gs:".
+    assert not (ROOT / "gs:").exists()
+    new = set(os.listdir(tempfile.gettempdir())) - trained["tmp_before"]
+    assert not [n for n in new if n.startswith("gs")], new
+
+
+def gcs_read(gcs_server, bucket, name) -> list[str]:
+    import urllib.parse
+    import urllib.request
+
+    url = f"{gcs_server.url}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode().splitlines()
+
+
+def final_params(workdir):
+    from vit_jax import checkpoint
+
+    return checkpoint.load_params(workdir)
+
+
+def test_sigkill_then_same_command_resumes_from_the_bucket_bit_identical(
+    gcs_server, run_config, trained
+):
+    workdir = f"{gcs_server.bucket('runs')}/killed"
+    proc = engine(run_config, workdir, gcs_server.env, wait=False)
+    deadline = time.monotonic() + 120
+    while not _committed_steps(gcs_server, "killed/") and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    killed_at = max(_committed_steps(gcs_server, "killed/"))
+    assert proc.returncode == -signal.SIGKILL and 0 < killed_at < STEPS
+    again = engine(run_config, workdir, gcs_server.env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    lines = [json.loads(x) for x in gcs_read(gcs_server, "runs", "killed/metrics.jsonl")]
+    assert max(r["step"] for r in lines if r["kind"] == "train") == STEPS
+    a, b = final_params(workdir), final_params(trained["workdir"])
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)  # Same program, same machine: exact.
+
+
+def _committed_steps(gcs_server, prefix) -> list[int]:
+    done = [n.split("/") for n in bucket_files(gcs_server, "runs", f"{prefix}checkpoints/")]
+    return [int(p[0]) for p in done if p[0].isdigit() and p[-1] == "commit_success.txt"]
+
+
+def test_missing_bucket_is_one_line_before_training(gcs_server, run_config):
+    proc = engine(run_config, "gs://no-such-bucket/run", gcs_server.env)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: bucket gs://no-such-bucket does not exist")
+    assert "gcloud storage buckets create gs://no-such-bucket" in lines[-1]
+    assert "step" not in proc.stderr.lower()
