@@ -145,3 +145,33 @@ def test_missing_bucket_is_one_line_before_training(gcs_server, run_config):
     assert lines[-1].startswith("error: bucket gs://no-such-bucket does not exist")
     assert "gcloud storage buckets create gs://no-such-bucket" in lines[-1]
     assert "step" not in proc.stderr.lower()
+
+
+def test_load_and_convert_read_and_write_the_bucket(gcs_server, trained):
+    import vit_jax
+    from vit_jax import convert, interop
+
+    source = interop.read(trained["workdir"])
+    clf = vit_jax.load(trained["workdir"])
+    assert clf.num_classes == 2 and clf.class_names == ("class0", "class1")
+    images = np.random.RandomState(0).randint(0, 255, (2, 16, 16, 3)).astype(np.uint8)
+    logits = clf(images)
+    out = gcs_server.bucket("weights")
+    env = {**os.environ, **gcs_server.env, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    for name in ("orbax", "w.npz", "w.safetensors"):  # The command line once, then in-process.
+        cmd = [sys.executable, "-m", "vit_jax.convert", trained["workdir"], f"{out}/{name}"]
+        if name == "orbax":
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        else:
+            assert convert.main(cmd[3:]) == 0
+        converted = interop.read(f"{out}/{name}")
+        assert converted.params.keys() == source.params.keys(), name
+        for key, value in source.params.items():
+            np.testing.assert_array_equal(converted.params[key], value, err_msg=f"{name} {key}")
+    np.testing.assert_array_equal(vit_jax.load(f"{out}/orbax")(images), logits)
+    files = gcs_server.objects("weights")
+    assert "w.npz" in files and "w.safetensors" in files and "orbax/config.json" in files
+    assert not [f for f in files if ".tmp-" in f or ".old-" in f], files
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "exists; pass --overwrite" in again.stderr

@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from vit_jax import posemb
+from vit_jax import paths, posemb
 from vit_jax.interop import infer, npz, timm, tree
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".h5")
@@ -200,22 +200,16 @@ def abstract_params(module, image_size: int, channels: int) -> dict:
 
 
 def _exists(path: str) -> bool:
-    from etils import epath
-
-    return epath.Path(path).exists()
+    return paths.exists(path)
 
 
 def _is_dir(path: str) -> bool:
-    from etils import epath
-
-    return epath.Path(path).is_dir()
+    return paths.isdir(path)
 
 
 def read_json(path) -> dict | None:
     """A small JSON file's contents, or None when absent or unreadable (logged)."""
-    from etils import epath
-
-    p = epath.Path(path)
+    p = paths.path(path)
     if not p.exists():
         return None
     try:

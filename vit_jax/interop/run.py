@@ -7,10 +7,9 @@ else from the folder dataset's class sub-folders when they are still there.
 
 from __future__ import annotations
 
-import os
-
 from etils import epath
 
+from vit_jax import paths
 from vit_jax.interop import infer, tree
 
 _ARCH = ("classifier", "representation_size", "posemb", "gelu")
@@ -48,7 +47,7 @@ def read(path: str, *, model: str | None, load_params):
 
 def find_run_dir(path: str) -> epath.Path | None:
     """The folder holding config.json: `path` or one of its two parents."""
-    p = epath.Path(path)
+    p = paths.path(path)
     for candidate in (p, p.parent, p.parent.parent):
         if (candidate / "config.json").exists():
             return candidate
@@ -62,6 +61,6 @@ def _class_names(run_dir, data) -> tuple[str, ...] | None:
     if info and info.get("class_names"):
         return tuple(info["class_names"])
     root, split = data.get("root"), data.get("train_split") or "train"
-    if data.get("source") == "folder" and root and os.path.isdir(os.path.join(root, split)):
-        return tuple(sorted(d.name for d in os.scandir(os.path.join(root, split)) if d.is_dir()))
+    if data.get("source") == "folder" and root and paths.isdir(paths.path(root) / split):
+        return tuple(sorted(d.name for d in (paths.path(root) / split).iterdir() if d.is_dir()))
     return None

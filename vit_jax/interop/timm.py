@@ -10,12 +10,11 @@ no representation (`pre_logits`) layer, so models with one cannot be exported.
 from __future__ import annotations
 
 import json
-import os
 import struct
 
 import numpy as np
 
-from vit_jax import models
+from vit_jax import models, paths
 
 _ATTN = "MultiHeadDotProductAttention_0"
 
@@ -104,15 +103,10 @@ def timm_kwargs(name: str, *, num_classes: int, image_size: int, overrides: dict
 
 def write(path: str, sd: dict[str, np.ndarray], *, metadata: dict[str, object]) -> None:
     """Writes a .safetensors file atomically; metadata values are stored as JSON strings."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        save_file(sd, tmp, metadata={k: json.dumps(v) for k, v in metadata.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    paths.write_atomic(path, save(sd, metadata=meta))
 
 
 def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
@@ -121,7 +115,7 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     from safetensors import SafetensorError
 
     try:
-        if "://" in path:
+        if paths.is_remote(path):
             sd, meta = _read_bytes(path)
         else:
             sd, meta = _read_local(path)
@@ -135,17 +129,16 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
 def _read_local(path):
     from safetensors import safe_open
 
-    if not os.path.exists(path):
+    if not paths.exists(path):
         raise FileNotFoundError(path)
     with safe_open(path, framework="numpy") as f:
         return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}  # noqa: SIM118
 
 
 def _read_bytes(path):
-    from etils import epath
     from safetensors.numpy import load
 
-    data = epath.Path(path).read_bytes()
+    data = paths.read_bytes(path)
     (size,) = struct.unpack("<Q", data[:8])
     return load(data), json.loads(data[8 : 8 + size]).get("__metadata__") or {}
 
