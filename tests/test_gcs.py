@@ -161,7 +161,9 @@ def test_load_and_convert_read_and_write_the_bucket(gcs_server, trained):
     for name in ("orbax", "w.npz", "w.safetensors"):  # The command line once, then in-process.
         cmd = [sys.executable, "-m", "vit_jax.convert", trained["workdir"], f"{out}/{name}"]
         if name == "orbax":
-            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+            )
             assert proc.returncode == 0, proc.stderr[-3000:]
         else:
             assert convert.main(cmd[3:]) == 0
