@@ -21,6 +21,7 @@ import time
 
 from experiments import backends, results, sweep
 from experiments.progress import Progress
+from vit_jax import paths
 
 
 def write_point_config(point: sweep.Point, path: pathlib.Path, *, stage: str = "") -> None:
@@ -77,7 +78,7 @@ class Runner:
         self.workdir, self.backend, self.out = workdir, backend, out
 
     def run(self, *, only: str | None = None, dry_run: bool = False) -> list[dict]:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        paths.makedirs(self.workdir)
         selected = [p for p in self.points.values() if not only or re.search(only, p.name)]
         jobs = [
             backends.Job(p.name, self.workdir / p.name, finetune=p.finetune is not None)
@@ -147,8 +148,7 @@ class Runner:
     def _on_done(self, job, returncode: int, wall_s: float, cores: int, cpu_s=None) -> None:
         attempts = job.dir / "attempts.jsonl"
         attempt = {"returncode": returncode, "wall_s": wall_s, "cpu_s": cpu_s, "t": time.time()}
-        with open(attempts, "a", encoding="utf-8") as f:
-            f.write(json.dumps(attempt) + "\n")
+        paths.append_text(attempts, json.dumps(attempt) + "\n")
         # A resumed point's cost is the sum over its attempts.
         past = [json.loads(x) for x in attempts.read_text().splitlines() if x]
         total_wall = sum(a["wall_s"] for a in past)
@@ -163,6 +163,8 @@ class Runner:
         (job.dir / ("result.json" if ok else "failed.json")).write_text(json.dumps(row, indent=1))
         if ok:
             (job.dir / "failed.json").unlink(missing_ok=True)
+        if paths.is_remote(job.dir) and job.log_path.exists():  # The log joins the results.
+            paths.write_bytes(job.dir / "log.txt", job.log_path.read_bytes())
         acc = f" accuracy={row['accuracy']:.4f}" if ok else f" ({row.get('error', '')})"
         self.progress.finish(job.name, wall_s, row["status"] + acc)
         self.write_tables()
@@ -193,7 +195,8 @@ class Runner:
 
 def make_backend(args, workdir: pathlib.Path, *, out=print):
     if args.backend == "local":
-        return backends.LocalBackend(parallel=args.parallel, cache_dir=workdir / "jax_cache")
+        cache_dir = pathlib.Path(paths.staging_dir(workdir)) / "jax_cache"  # Local: a cache.
+        return backends.LocalBackend(parallel=args.parallel, cache_dir=cache_dir)
     missing = [
         f for f in ("tpu_vm_name", "zone", "accelerator_type", "version") if not getattr(args, f)
     ]
@@ -237,7 +240,7 @@ def main(argv=None) -> int:
     # SIGTERM (timeout, a scheduler) unwinds like Ctrl-C, so the backends stop their children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    workdir = pathlib.Path(args.workdir)
+    workdir = paths.path(args.workdir)  # gs:// as well (pathlib would collapse the "//").
     try:
         points = sweep.expand(sweep.load_sweep(args.sweep), smoke=args.smoke)
     except sweep.SweepError as e:

@@ -177,3 +177,41 @@ def test_load_and_convert_read_and_write_the_bucket(gcs_server, trained):
     assert not [f for f in files if ".tmp-" in f or ".old-" in f], files
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and "exists; pass --overwrite" in again.stderr
+
+
+SWEEP = """
+from experiments.sweep import Sweep, axis
+from vit_jax import config_lib
+
+
+def get_sweep(arg=None):
+    base = config_lib.load_file({config!r}).get_config()
+    return Sweep(base=base, axes=axis("total_steps", [2, 4]))
+"""
+
+
+def test_sweep_with_a_gs_workdir_collects_every_point_in_the_bucket(
+    gcs_server, run_config, tmp_path
+):
+    sweep_file = tmp_path / "tiny_sweep.py"
+    sweep_file.write_text(SWEEP.format(config=str(run_config)))
+    workdir = f"{gcs_server.bucket('sweeps')}/tiny"
+    cmd = [sys.executable, "-m", "experiments.run", f"--sweep={sweep_file}",
+           f"--workdir={workdir}", "--parallel=2"]  # fmt: skip
+    env = {**os.environ, **gcs_server.env, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [json.loads(x) for x in gcs_read(gcs_server, "sweeps", "tiny/results.jsonl")]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert sorted(r["images_seen"] for r in rows) == [2 * 16, 4 * 16]
+    files = gcs_server.objects("sweeps")
+    for r in rows:
+        point = f"tiny/{r['name']}/"
+        assert {"result.json", "metrics.jsonl", "config.json", "log.txt"} <= {
+            f[len(point) :] for f in files if f.startswith(point)
+        }, files
+    assert "tiny/results.csv" in files and "tiny/compute.png" in files
+    assert "tiny/summary.md" in files
+    assert not (ROOT / "gs:").exists()
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.count("skip ") == 2  # Resumed from the bucket.
