@@ -4,18 +4,24 @@ the only place anything is written. TensorBoard is the one writer left out: Tens
 cannot be pointed at an emulator, so under one no events are written (metrics.jsonl is the record).
 """
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from test_data import data_config
 from test_train import write_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,9 +103,6 @@ def test_run_writes_every_file_to_the_bucket_and_none_locally(gcs_server, traine
 
 
 def gcs_read(gcs_server, bucket, name) -> list[str]:
-    import urllib.parse
-    import urllib.request
-
     url = f"{gcs_server.url}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read().decode().splitlines()
@@ -215,3 +218,72 @@ def test_sweep_with_a_gs_workdir_collects_every_point_in_the_bucket(
     assert not (ROOT / "gs:").exists()
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.count("skip ") == 2  # Resumed from the bucket.
+
+
+def test_data_root_in_the_bucket_reads_the_same_arrays(gcs_server):
+    from vit_jax import paths
+    from vit_jax.data import arrays, fashion_mnist
+
+    if not os.path.isdir(fashion_mnist.SOURCE_DIR):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    root = f"{gcs_server.bucket('data')}/fashion-mnist"
+    for name in fashion_mnist.SPLIT_FILES["test"]:
+        local = Path(fashion_mnist.SOURCE_DIR) / name
+        paths.write_bytes(f"{root}/{name}", local.read_bytes())
+    config = {"name": "fashion_mnist", "source": "arrays", "augment": "resize", "image_size": 28}
+    images, labels = arrays.load(data_config(**config, root=root), "test[:500]")
+    local_images, local_labels = arrays.load(data_config(**config), "test[:500]")
+    np.testing.assert_array_equal(images, local_images)
+    np.testing.assert_array_equal(labels, local_labels)
+
+
+class _DenyWrites:
+    """An HTTP proxy in front of the emulator that answers every write with GCS's 403, as a bucket
+    the account may only read does."""
+
+    def __init__(self, upstream: str):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if self.command in ("POST", "PUT", "PATCH", "DELETE"):
+                    return self._reply(403, b'{"error": {"code": 403, "message": "denied"}}')
+                request = urllib.request.Request(upstream + self.path, data=body)
+                request.method = self.command
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as r:
+                        self._reply(r.status, r.read())
+                except urllib.error.HTTPError as e:
+                    self._reply(e.code, e.read())
+
+            def _reply(self, code, payload):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://localhost:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_denied_write_is_one_line_before_training(gcs_server, run_config):
+    gcs_server.bucket("readonly")
+    proxy = _DenyWrites(gcs_server.url)
+    env = {**gcs_server.env, "STORAGE_EMULATOR_HOST": proxy.url}
+    env["TENSORSTORE_GCS_HTTP_URL"] = proxy.url
+    try:
+        proc = engine(run_config, "gs://readonly/run", env)
+    finally:
+        proxy.server.shutdown()
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: cannot write to gs://readonly"), line
+    assert "roles/storage.objectAdmin" in line
+    assert gcs_server.objects("readonly") == []
