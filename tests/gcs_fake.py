@@ -98,6 +98,12 @@ def _wait_ready(process: subprocess.Popen, url: str) -> None:
     raise RuntimeError(f"fake-gcs-server did not answer on {url} within 30 s")
 
 
+def _fsspec_conf() -> dict:
+    import fsspec.config
+
+    return fsspec.config.conf
+
+
 @pytest.fixture(scope="session")
 def gcs_server():
     port = _free_port()
@@ -113,8 +119,11 @@ def gcs_server():
     try:
         _wait_ready(process, url)
         os.environ.update(server.env)
+        fsspec_conf = _fsspec_conf()
+        fsspec_conf.setdefault("gcs", {})["token"] = "anon"  # fsspec read the env at its import.
         yield server
     finally:
+        _fsspec_conf().get("gcs", {}).pop("token", None)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
