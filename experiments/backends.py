@@ -56,6 +56,11 @@ class Job:
         out = [("", self.config_path)]
         return out + [(FINETUNE, self.local / FINETUNE / "config.py")] if self.finetune else out
 
+    def record(self, stage: str):
+        """A stage's config file as kept in DIR (the bucket, for a gs:// sweep): the copy a
+        resume is checked against. For a local DIR it is the file the engine reads."""
+        return self.dir / stage / "config.py" if stage else self.dir / "config.py"
+
     @property
     def log_path(self) -> pathlib.Path:
         return self.local / "log.txt"

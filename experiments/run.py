@@ -30,8 +30,7 @@ def write_point_config(point: sweep.Point, path: pathlib.Path, *, stage: str = "
     Values are Python literals (repr), so tuples stay tuples and floats round-trip exactly; the
     file only needs vit_jax.config_lib, so it works wherever the engine is installed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(point_config_text(point, stage=stage), encoding="utf-8")
+    paths.write_text(path, point_config_text(point, stage=stage))
 
 
 def point_config_text(point: sweep.Point, *, stage: str = "") -> str:
@@ -88,6 +87,8 @@ class Runner:
         for job in jobs:
             for stage, path in job.stages():
                 write_point_config(self.points[job.name], path, stage=stage)
+                if paths.is_remote(job.dir):
+                    write_point_config(self.points[job.name], job.record(stage), stage=stage)
         todo = [j for j in jobs if not (j.dir / "result.json").exists()]
         for j in jobs:
             if j not in todo:
@@ -115,7 +116,8 @@ class Runner:
     def _check_configs(self, jobs) -> None:
         """Resuming (or skipping) a point run under another config would mix two experiments."""
         for job in jobs:
-            for stage, path in job.stages():
+            for stage, _ in job.stages():
+                path = job.record(stage)
                 if path.exists() and path.read_text() != point_config_text(
                     self.points[job.name], stage=stage
                 ):
