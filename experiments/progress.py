@@ -16,13 +16,15 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from vit_jax import paths
+
 BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total} points [{elapsed}{postfix}]"
 
 
 def latest_step(workdir: pathlib.Path) -> int:
     """The last `step` in DIR/metrics.jsonl (0 if there is none yet), read from the file's tail."""
     try:
-        with open(pathlib.Path(workdir) / "metrics.jsonl", "rb") as f:
+        with (paths.path(workdir) / "metrics.jsonl").open("rb") as f:
             f.seek(max(0, f.seek(0, 2) - 4096))
             lines = f.read().splitlines()
     except FileNotFoundError:
@@ -71,7 +73,7 @@ class Progress:
     def start(self, name: str, workdir: pathlib.Path | None = None) -> None:
         self.started += 1
         if workdir is not None:
-            self.running[name] = pathlib.Path(workdir)
+            self.running[name] = paths.path(workdir)
         self.out(f"[{self.started}/{self.total}] {name}: started")
         self._refresh()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import pathlib
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import ml_collections
 
 from experiments.sweep import FINETUNE
-from vit_jax import data, flops, models
+from vit_jax import data, flops, models, paths
 from vit_jax.models import sizes
 
 FLOPS_PER_MAC_TRAINING = 6  # 3 passes (forward + backward ≈ 2 forwards) × 2 FLOPs per MAC.
@@ -97,11 +98,10 @@ def model_params(config) -> int:
 
 def read_metrics(workdir) -> list[dict]:
     """The engine's DIR/metrics.jsonl lines (empty if it has none yet)."""
-    path = pathlib.Path(workdir) / "metrics.jsonl"
+    path = paths.path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
 
 
 def final_eval(metrics: list[dict]) -> dict[str, Any]:
@@ -149,7 +149,7 @@ def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") 
         row["status"] = "failed"
         row["error"] = "no eval line with accuracy in metrics.jsonl"
     if point.finetune is not None:
-        row |= _finetune_columns(point.finetune, pathlib.Path(workdir) / FINETUNE)
+        row |= _finetune_columns(point.finetune, paths.path(workdir) / FINETUNE)
         if row["status"] == "ok" and row["finetune_accuracy"] is None:
             row["status"] = "failed"
             row["error"] = "no eval line with accuracy in finetune/metrics.jsonl"
@@ -168,20 +168,14 @@ def _finetune_columns(config, workdir: pathlib.Path) -> dict:
 
 def write_tables(rows: list[dict], out_dir) -> tuple[pathlib.Path, pathlib.Path]:
     """DIR/results.jsonl and DIR/results.csv, rewritten whole (atomic renames), a line a point."""
-    out_dir = pathlib.Path(out_dir)
+    out_dir = paths.path(out_dir)
     jsonl, table = out_dir / "results.jsonl", out_dir / "results.csv"
-    _atomic_write(jsonl, "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows))
+    text = "".join(json.dumps(r, sort_keys=False) + "\n" for r in rows)
+    paths.write_atomic(jsonl, text.encode("utf-8"))
     extra = sorted({k for r in rows for k in r} - set(COLUMNS))
-    tmp = table.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS) + extra)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(table)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS) + extra)
+    writer.writeheader()
+    writer.writerows(rows)
+    paths.write_atomic(table, buffer.getvalue().encode("utf-8"))
     return jsonl, table
-
-
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

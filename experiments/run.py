@@ -21,6 +21,7 @@ import time
 
 from experiments import analysis, backends, results, sweep
 from experiments.progress import Progress
+from vit_jax import paths
 
 
 def write_point_config(point: sweep.Point, path: pathlib.Path, *, stage: str = "") -> None:
@@ -29,8 +30,7 @@ def write_point_config(point: sweep.Point, path: pathlib.Path, *, stage: str = "
     Values are Python literals (repr), so tuples stay tuples and floats round-trip exactly; the
     file only needs vit_jax.config_lib, so it works wherever the engine is installed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(point_config_text(point, stage=stage), encoding="utf-8")
+    paths.write_text(path, point_config_text(point, stage=stage))
 
 
 def point_config_text(point: sweep.Point, *, stage: str = "") -> str:
@@ -77,7 +77,7 @@ class Runner:
         self.workdir, self.backend, self.out = workdir, backend, out
 
     def run(self, *, only: str | None = None, dry_run: bool = False) -> list[dict]:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        paths.makedirs(self.workdir)
         selected = [p for p in self.points.values() if not only or re.search(only, p.name)]
         jobs = [
             backends.Job(p.name, self.workdir / p.name, finetune=p.finetune is not None)
@@ -87,6 +87,8 @@ class Runner:
         for job in jobs:
             for stage, path in job.stages():
                 write_point_config(self.points[job.name], path, stage=stage)
+                if paths.is_remote(job.dir):
+                    write_point_config(self.points[job.name], job.record(stage), stage=stage)
         todo = [j for j in jobs if not (j.dir / "result.json").exists()]
         for j in jobs:
             if j not in todo:
@@ -114,7 +116,8 @@ class Runner:
     def _check_configs(self, jobs) -> None:
         """Resuming (or skipping) a point run under another config would mix two experiments."""
         for job in jobs:
-            for stage, path in job.stages():
+            for stage, _ in job.stages():
+                path = job.record(stage)
                 if path.exists() and path.read_text() != point_config_text(
                     self.points[job.name], stage=stage
                 ):
@@ -147,8 +150,7 @@ class Runner:
     def _on_done(self, job, returncode: int, wall_s: float, cores: int, cpu_s=None) -> None:
         attempts = job.dir / "attempts.jsonl"
         attempt = {"returncode": returncode, "wall_s": wall_s, "cpu_s": cpu_s, "t": time.time()}
-        with open(attempts, "a", encoding="utf-8") as f:
-            f.write(json.dumps(attempt) + "\n")
+        paths.append_text(attempts, json.dumps(attempt) + "\n")
         # A resumed point's cost is the sum over its attempts.
         past = [json.loads(x) for x in attempts.read_text().splitlines() if x]
         total_wall = sum(a["wall_s"] for a in past)
@@ -163,6 +165,8 @@ class Runner:
         (job.dir / ("result.json" if ok else "failed.json")).write_text(json.dumps(row, indent=1))
         if ok:
             (job.dir / "failed.json").unlink(missing_ok=True)
+        if paths.is_remote(job.dir) and job.log_path.exists():  # The log joins the results.
+            paths.write_bytes(job.dir / "log.txt", job.log_path.read_bytes())
         acc = f" accuracy={row['accuracy']:.4f}" if ok else f" ({row.get('error', '')})"
         self.progress.finish(job.name, wall_s, row["status"] + acc)
         self.write_tables()
@@ -193,7 +197,8 @@ class Runner:
 
 def make_backend(args, workdir: pathlib.Path, *, out=print):
     if args.backend == "local":
-        return backends.LocalBackend(parallel=args.parallel, cache_dir=workdir / "jax_cache")
+        cache_dir = pathlib.Path(paths.staging_dir(workdir)) / "jax_cache"  # Local: a cache.
+        return backends.LocalBackend(parallel=args.parallel, cache_dir=cache_dir)
     missing = [
         f for f in ("tpu_vm_name", "zone", "accelerator_type", "version") if not getattr(args, f)
     ]
@@ -237,7 +242,7 @@ def main(argv=None) -> int:
     # SIGTERM (timeout, a scheduler) unwinds like Ctrl-C, so the backends stop their children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    workdir = pathlib.Path(args.workdir)
+    workdir = paths.path(args.workdir)  # gs:// as well (pathlib would collapse the "//").
     try:
         points = sweep.expand(sweep.load_sweep(args.sweep), smoke=args.smoke)
     except sweep.SweepError as e:

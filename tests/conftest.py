@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import time  # noqa: E402
 
 import pytest  # noqa: E402
+from gcs_fake import gcs_server  # noqa: E402, F401  (a real GCS server: tests/gcs_fake.py)
 
 from vit_jax.data import fashion_mnist  # noqa: E402
 

@@ -15,10 +15,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from etils import epath
 from jax.experimental import multihost_utils
 
-from vit_jax import errors, param_paths
+from vit_jax import errors, param_paths, paths
 
 CHECKPOINTS = "checkpoints"  # Sub-folder of a training workdir.
 
@@ -33,8 +32,7 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str, *, keep: int = 3, keep_every: int = 0, asynchronous=True):
-        self.directory = epath.Path(directory).resolve() if "://" not in directory else directory
-        self.directory = str(self.directory)
+        self.directory = str(paths.path(directory))  # Orbax wants local paths absolute.
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             keep_period=keep_every or None,
@@ -85,9 +83,9 @@ class Checkpointer:
     def _quarantine(self, step: int) -> None:
         """Moves an unreadable step out of the manager's sight (kept for inspection)."""
         if jax.process_index() == 0:
-            src = epath.Path(self.directory) / str(step)
-            dst = epath.Path(f"{self.directory}.corrupt") / f"{step}-{int(time.time())}"
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            src = paths.path(self.directory) / str(step)
+            dst = paths.path(f"{self.directory}.corrupt") / f"{step}-{int(time.time())}"
+            paths.makedirs(dst.parent)
             src.rename(dst)
             logging.warning("Moved unreadable checkpoint %s to %s", src, dst)
         if jax.process_count() > 1:
@@ -108,7 +106,7 @@ class CorruptCheckpointError(RuntimeError):
 
 def find(path: str) -> tuple[str, int | None]:
     """(checkpoint directory, step or None = latest) of a workdir, checkpoint dir or step dir."""
-    p = epath.Path(path) if "://" in str(path) else epath.Path(path).resolve()  # Orbax: absolute.
+    p = paths.path(path)
     if not p.exists():
         raise errors.MissingFile(f"{path}: not found")
     if (p / CHECKPOINTS).is_dir():

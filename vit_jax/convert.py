@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 
-from vit_jax import errors, interop, models
+from vit_jax import errors, interop, models, paths
 from vit_jax.interop import hf, npz, timm, tree
 
 FORMATS = ("orbax", "npz", "timm", "hf")
@@ -29,7 +28,7 @@ def export(weights, out: str, *, to: str, pre_linen: bool = False, overwrite: bo
     """Writes `weights` (an interop.Weights) to `out` in format `to`, atomically."""
     if to not in FORMATS:
         raise errors.UserError(f"--to={to!r}: one of {FORMATS}")
-    if os.path.exists(out) and not overwrite:
+    if paths.exists(out) and not overwrite:
         raise errors.OutputExists(f"{out}: exists; pass --overwrite to replace it")
     tmp = f"{out.rstrip('/')}.tmp-{os.getpid()}"
     try:
@@ -43,7 +42,7 @@ def export(weights, out: str, *, to: str, pre_linen: bool = False, overwrite: bo
             _write_orbax(weights, tmp)
         _replace(tmp, out)
     finally:
-        _remove(tmp)
+        paths.remove(tmp)
 
 
 def _write_timm(weights, path: str) -> None:
@@ -74,39 +73,27 @@ def _write_orbax(weights, directory: str) -> None:
     for key, value in weights.overrides.items():
         c.model[key] = value
     c.data.image_size = weights.image_size or c.data.image_size
-    os.makedirs(directory)
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        f.write(c.to_json_best_effort(indent=2, sort_keys=True))
+    directory = paths.makedirs(directory)
+    paths.write_text(directory / "config.json", c.to_json_best_effort(indent=2, sort_keys=True))
     info = {"num_classes": weights.num_classes, "class_names": list(weights.class_names or ())}
-    with open(os.path.join(directory, "dataset.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    paths.write_text(directory / "dataset.json", json.dumps(info, indent=2))
     params = tree.unflatten(weights.params)
-    checkpoint.save_params(os.path.join(os.path.abspath(directory), checkpoint.CHECKPOINTS), params)
+    checkpoint.save_params(str(directory / checkpoint.CHECKPOINTS), params)
 
 
 def _replace(tmp: str, out: str) -> None:
     """Moves `tmp` to `out`; an existing `out` is removed only once the new one is in place."""
-    if not os.path.isdir(tmp) and not os.path.isdir(out):
-        os.replace(tmp, out)  # Atomic for files.
-        return
-    if not os.path.exists(out):
-        os.rename(tmp, out)
+    if not paths.exists(out):
+        paths.replace(tmp, out)
         return
     old = f"{out.rstrip('/')}.old-{os.getpid()}"
-    os.rename(out, old)
+    paths.replace(out, old)
     try:
-        os.rename(tmp, out)
+        paths.replace(tmp, out)
     except OSError:
-        os.rename(old, out)
+        paths.replace(old, out)
         raise
-    _remove(old)
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
+    paths.remove(old)
 
 
 def _default_format(out: str) -> str:

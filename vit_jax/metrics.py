@@ -12,26 +12,31 @@ import os
 import jax
 from absl import logging
 
+from vit_jax import paths
+
 
 class MetricWriter:
     def __init__(self, workdir: str, *, tensorboard: bool = True):
         self._active = jax.process_index() == 0
-        self._path = os.path.join(workdir, "metrics.jsonl")
+        self._path = paths.path(workdir) / "metrics.jsonl"
         self._tb = None
-        if self._active and tensorboard:
+        if self._active and tensorboard and paths.is_remote(workdir) and _emulated():
+            logging.warning("TensorFlow's GCS client ignores the emulator: no TensorBoard events")
+        elif self._active and tensorboard:
             try:
                 import tensorflow as tf  # deferred: TensorFlow, only for its event-file writer.
             except ImportError:  # A TensorFlow-free install (data.source='arrays'): jsonl only.
                 logging.warning("TensorFlow is not installed: no TensorBoard events are written")
             else:
-                self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+                self._tb = tf.summary.create_file_writer(str(paths.path(workdir) / "tensorboard"))
 
     def write(self, step: int, kind: str, values: dict) -> None:
         if not self._active:
             return
         values = {k: float(v) for k, v in values.items()}
-        with open(self._path, "a") as f:
-            f.write(json.dumps({"step": int(step), "kind": kind, **values}) + "\n")
+        paths.append_text(
+            self._path, json.dumps({"step": int(step), "kind": kind, **values}) + "\n"
+        )
         if self._tb is not None:
             import tensorflow as tf  # deferred: TensorFlow, only when TensorBoard is written.
 
@@ -47,9 +52,13 @@ class MetricWriter:
 
 def read(workdir: str, kind: str | None = None) -> list[dict]:
     """The lines of DIR/metrics.jsonl, optionally only those of one kind."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
+    path = paths.path(workdir) / "metrics.jsonl"
+    if not path.exists():
         return []
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
     return [r for r in rows if kind is None or r.get("kind") == kind]
+
+
+def _emulated() -> bool:
+    """A GCS emulator is in use (the tests): TensorFlow would write to the real GCS instead."""
+    return bool(os.environ.get("STORAGE_EMULATOR_HOST"))

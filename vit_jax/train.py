@@ -9,7 +9,6 @@ complete checkpoint in `workdir`, with the same data order and dropout keys as a
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
@@ -27,6 +26,7 @@ from vit_jax import (
     finetune,
     models,
     optim,
+    paths,
     sharding,
     steps,
 )
@@ -61,16 +61,16 @@ def check_shapes(config, mesh) -> None:
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains and evaluates per `config`; returns the final summary (also the last metrics line)."""
     config_lib.validate(config)
-    os.makedirs(workdir, exist_ok=True)
+    paths.check_writable(workdir)
     info = data.dataset_info(config.data)
     mesh = sharding.make_mesh(config.mesh)
     check_shapes(config, mesh)
     rules = sharding.rules_for(config.sharding, mesh)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-        with open(os.path.join(workdir, "dataset.json"), "w") as f:  # For vit_jax.load().
-            json.dump({"num_classes": info.num_classes, "class_names": list(info.class_names)}, f)
+        work = paths.path(workdir)
+        paths.write_text(work / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
+        dataset = {"num_classes": info.num_classes, "class_names": list(info.class_names)}
+        paths.write_text(work / "dataset.json", json.dumps(dataset))  # For vit_jax.load().
     model = build_model(config, num_classes=info.num_classes)
     size = config.data.image_size
     with jax.set_mesh(mesh):
@@ -80,7 +80,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def _run(config, workdir, model, info, mesh, rules, input_shape):
     placed, train_step = steps.setup(model, config, mesh=mesh, input_shape=input_shape, rules=rules)
     ckpt = checkpoint.Checkpointer(
-        os.path.join(workdir, "checkpoints"),
+        str(paths.path(workdir) / "checkpoints"),
         keep=config.keep_checkpoints,
         keep_every=config.keep_checkpoints_every,
     )

@@ -9,6 +9,7 @@ import json
 import jax
 
 import vit_jax.benchmark as _package
+from vit_jax import paths
 from vit_jax.benchmark.attention import attention_timings
 from vit_jax.benchmark.config import MODES
 from vit_jax.benchmark.numerics import attention_numerics
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     if args.matmul_precision:
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
     if args.json and not args.append:
-        open(args.json, "w").close()  # Records are appended as they finish.
+        paths.write_text(args.json, "")  # Records are appended as they finish.
     env = environment()
     print(f"[bench] {env['backend']} / {env['device_kind']} / jax {env['jax_version']}", flush=True)
     peaks, failed = {}, False
@@ -180,8 +181,8 @@ def main(argv=None) -> int:
     if "attention" in args.mode:
         _attention(args, env)
     if args.plan:
-        with open(args.plan, encoding="utf-8") as f:
-            items = [{**item, "group": item.get("group") or args.group} for item in json.load(f)]
+        plan = json.loads(paths.read_text(args.plan))
+        items = [{**item, "group": item.get("group") or args.group} for item in plan]
     else:
         items = plan_from_args(args) * args.rounds  # Round-robin: drifting load hits all alike.
     if items:

@@ -172,8 +172,9 @@ def main(argv=None) -> int:
     summary = summarize(records, batch=config.batch_size)
     print(table(summary, model=config.model.name, batch=config.batch_size))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"records": records, "summary": summary}, f, indent=2)
+        from vit_jax import paths
+
+        paths.write_text(args.json, json.dumps({"records": records, "summary": summary}, indent=2))
     return 0
 
 

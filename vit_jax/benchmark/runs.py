@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 
+from vit_jax import paths
 from vit_jax.benchmark.config import (
     BenchConfig,
     describe,
@@ -287,5 +288,4 @@ def summarize(r: dict) -> str:
 
 def append_record(path: str | None, record: dict) -> None:
     if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        paths.append_text(path, json.dumps(record, default=str) + "\n")

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from vit_jax import errors
+from vit_jax import errors, paths
 
 TFDS_NAME = "fashion_mnist"
 SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
@@ -40,10 +40,10 @@ def resolve_data_dir(data_dir: str | None) -> str:
 
 
 def read_idx(path: str) -> np.ndarray:
-    """Decodes an IDX file (gzipped or raw) of unsigned bytes into an array of its shape."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    """Decodes an IDX file (gzipped or raw, local or gs://) of unsigned bytes into an array."""
+    data = paths.read_bytes(path)
+    if path.endswith(".gz"):
+        data = gzip.decompress(data)
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise errors.UserError(f"{path}: not an IDX file of unsigned bytes")
     ndim = data[3]
@@ -57,8 +57,8 @@ def read_idx(path: str) -> np.ndarray:
 def read_split(source_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns (images uint8 [N, 28, 28, 1], labels int64 [N]) of one split, in IDX order."""
     image_file, label_file = SPLIT_FILES[split]
-    images = read_idx(os.path.join(source_dir, image_file))
-    labels = read_idx(os.path.join(source_dir, label_file)).astype(np.int64)
+    images = read_idx(str(paths.path(source_dir) / image_file))
+    labels = read_idx(str(paths.path(source_dir) / label_file)).astype(np.int64)
     if images.shape != (SPLIT_SIZES[split], 28, 28) or labels.shape != (SPLIT_SIZES[split],):
         raise errors.UserError(f"{source_dir}: {split} has shapes {images.shape}, {labels.shape}")
     return images[..., None], labels
@@ -76,7 +76,7 @@ def prepare(*, data_dir: str | None = None, source_dir: str = SOURCE_DIR) -> str
     if tfds.builder(TFDS_NAME, data_dir=data_dir).is_prepared():
         return data_dir
     missing = [f for fs in SPLIT_FILES.values() for f in fs]
-    missing = [f for f in missing if not os.path.isfile(os.path.join(source_dir, f))]
+    missing = [f for f in missing if not paths.exists(paths.path(source_dir) / f)]
     if missing:
         _download(data_dir=data_dir, source_dir=source_dir, missing=missing)
     elif "://" in data_dir:  # No local rename there: rely on TFDS's own incomplete-dir rename.

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vit_jax import errors
+from vit_jax import errors, paths
 from vit_jax.data import fashion_mnist
 from vit_jax.data.common import DatasetInfo, even_bounds
 
@@ -84,9 +83,9 @@ def host_split(data_config, split: str, *, process_index: int, process_count: in
     """The `process_index`-th of `process_count` even, disjoint parts of `split` (undecoded)."""
     if data_config.source == "folder":
         folder = Folder.open(data_config)
-        paths, labels = folder.files(split)
-        start, stop = even_bounds(len(paths), process_count, process_index)
-        return FileSplit(tuple(paths[start:stop]), labels[start:stop], folder.channels)
+        files, labels = folder.files(split)
+        start, stop = even_bounds(len(files), process_count, process_index)
+        return FileSplit(tuple(files[start:stop]), labels[start:stop], folder.channels)
     builder = tfds_builder(data_config)
     info = split_info(builder, tfds.even_splits(split, n=process_count)[process_index])
     keys = feature_keys(builder)
@@ -182,7 +181,7 @@ class Folder:
     def open(cls, data_config) -> Folder:
         root, train_split = data_config.root, data_config.train_split
         path = _split_dir(root, train_split)
-        classes = tuple(sorted(d.name for d in os.scandir(path) if d.is_dir()))
+        classes = tuple(sorted(d.name for d in path.iterdir() if d.is_dir()))
         if not classes:
             raise errors.UserError(f"{path}: no class subfolders")
         folder = cls(root, classes, channels=0)
@@ -192,23 +191,23 @@ class Folder:
     def files(self, split: str) -> tuple[list[str], np.ndarray]:
         """(paths, int32 labels) of a split, ordered by class, then file name."""
         path = _split_dir(self.root, split)
-        unknown = sorted({d.name for d in os.scandir(path) if d.is_dir()} - set(self.classes))
+        unknown = sorted({d.name for d in path.iterdir() if d.is_dir()} - set(self.classes))
         if unknown:
             raise errors.UserError(
                 f"{path}: class folder {unknown[0]!r} is not in the training split"
             )
-        paths, labels = [], []
+        files, labels = [], []  # Listed through vit_jax.paths; TF reads the bytes (gs:// too).
         for label, name in enumerate(self.classes):
-            class_dir = os.path.join(path, name)
-            if os.path.isdir(class_dir):
-                names = sorted(f.name for f in os.scandir(class_dir) if _is_image(f))
-                paths += [os.path.join(class_dir, f) for f in names]
+            class_dir = path / name
+            if class_dir.is_dir():
+                names = sorted(f.name for f in class_dir.iterdir() if _is_image(f.name))
+                files += [str(class_dir / f) for f in names]
                 labels += [label] * len(names)
-        if not paths:
+        if not files:
             raise errors.UserError(
                 f"{path}: no {'/'.join(IMAGE_EXTENSIONS)} images in class folders"
             )
-        return paths, np.asarray(labels, np.int32)
+        return files, np.asarray(labels, np.int32)
 
 
 def image_channels(path: str) -> int:
@@ -222,14 +221,14 @@ def image_channels(path: str) -> int:
     return channels
 
 
-def _split_dir(root: str | None, split: str) -> str:
-    if not root or not os.path.isdir(root):
+def _split_dir(root: str | None, split: str):
+    if not root or not paths.isdir(root):
         raise errors.MissingFile(f"config.data.root={root!r}: folder not found")
-    path = os.path.join(root, split)
-    if not os.path.isdir(path):
+    path = paths.path(root) / split
+    if not path.is_dir():
         raise errors.MissingFile(f"{path}: split folder {split!r} not found")
     return path
 
 
-def _is_image(entry: os.DirEntry) -> bool:
-    return entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)

@@ -11,14 +11,13 @@ model. Name conventions met in published files, all mapped to the canonical layo
 
 from __future__ import annotations
 
-import os
+import io
 import zipfile
 import zlib
 
 import numpy as np
-from etils import epath  # Local files and gs:// alike.
 
-from vit_jax import errors
+from vit_jax import errors, paths
 from vit_jax.interop import tree
 
 _PREFIXES = ("params/", "opt/target/")
@@ -73,20 +72,15 @@ def from_canonical(flat: dict[str, np.ndarray], *, pre_linen: bool) -> dict[str,
 
 
 def write(path: str, flat: dict[str, np.ndarray]) -> None:
-    """Writes an uncompressed .npz atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in flat.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Writes an uncompressed .npz (local or gs://) atomically (temporary name, then rename)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in flat.items()})
+    paths.write_atomic(path, buffer.getvalue())
 
 
 def _open(path: str):
     try:
-        return epath.Path(path).open("rb")
+        return paths.path(path).open("rb")
     except FileNotFoundError:
         raise errors.MissingFile(f"{path}: file not found") from None
 

@@ -14,9 +14,8 @@ import json
 import logging
 
 import numpy as np
-from etils import epath
 
-from vit_jax import errors, models
+from vit_jax import errors, models, paths
 from vit_jax.interop import hf, infer, npz, run, timm
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".h5")
@@ -62,9 +61,9 @@ def read(path: str, *, model: str | None = None) -> Weights:
     if hf.is_folder(hf_config):
         flat, meta = hf.read(path, hf_config)
         return _from_flat(flat, path, model or meta["model"], meta)
-    if not epath.Path(path).exists():
+    if not paths.exists(path):
         raise errors.MissingFile(f"{path}: not found")
-    if not epath.Path(path).is_dir():
+    if not paths.isdir(path):
         raise errors.UserError(
             f"{path}: unsupported weights (expected a workdir or Orbax checkpoint directory, "
             f"an .npz or a .safetensors file)"
@@ -121,7 +120,7 @@ def _read_timm(path, model) -> Weights:
 
 def read_json(path) -> dict | None:
     """A small JSON file's contents, or None when absent or unreadable (logged)."""
-    p = epath.Path(path)
+    p = paths.path(path)
     if not p.exists():
         return None
     try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 from etils import epath
 
+from vit_jax import paths
 from vit_jax.interop import tree
 
 _ARCH = ("classifier", "representation_size", "posemb", "gelu")
@@ -38,7 +38,7 @@ def read(path: str, *, load_params) -> tuple[dict, tuple[str, dict] | None, dict
 
 def find_run_dir(path: str) -> epath.Path | None:
     """The folder holding config.json: `path` or one of its two parents."""
-    p = epath.Path(path)
+    p = paths.path(path)
     for candidate in (p, p.parent, p.parent.parent):
         if (candidate / "config.json").exists():
             return candidate
@@ -62,6 +62,6 @@ def _class_names(run_dir, data) -> tuple[str, ...] | None:
     if info and info.get("class_names"):
         return tuple(info["class_names"])
     root, split = data.get("root"), data.get("train_split") or "train"
-    if data.get("source") == "folder" and root and os.path.isdir(os.path.join(root, split)):
-        return tuple(sorted(d.name for d in os.scandir(os.path.join(root, split)) if d.is_dir()))
+    if data.get("source") == "folder" and root and paths.isdir(paths.path(root) / split):
+        return tuple(sorted(d.name for d in (paths.path(root) / split).iterdir() if d.is_dir()))
     return None

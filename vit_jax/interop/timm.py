@@ -10,15 +10,13 @@ no representation (`pre_logits`) layer, so models with one cannot be exported.
 from __future__ import annotations
 
 import json
-import os
 import struct
 
 import numpy as np
 import safetensors
 import safetensors.numpy
-from etils import epath
 
-from vit_jax import errors, models
+from vit_jax import errors, models, paths
 
 _ATTN = "MultiHeadDotProductAttention_0"
 
@@ -109,22 +107,17 @@ def timm_kwargs(name: str, *, num_classes: int, image_size: int, overrides: dict
 
 def write(path: str, sd: dict[str, np.ndarray], *, metadata: dict[str, object]) -> None:
     """Writes a .safetensors file atomically; metadata values are stored as JSON strings."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        safetensors.numpy.save_file(
-            sd, tmp, metadata={k: json.dumps(v) for k, v in metadata.items()}
-        )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from safetensors.numpy import save
+
+    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    paths.write_atomic(path, save(sd, metadata=meta))
 
 
 def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """(state dict, metadata) of a .safetensors file (local or gs://); one-line ValueError if it
     is damaged. Local files are memory-mapped; remote ones read whole."""
     try:
-        if "://" in path:
+        if paths.is_remote(path):
             sd, meta = _read_bytes(path)
         else:
             sd, meta = _read_local(path)
@@ -138,14 +131,14 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
 
 
 def _read_local(path):
-    if not os.path.exists(path):
+    if not paths.exists(path):
         raise errors.MissingFile(path)
     with safetensors.safe_open(path, framework="numpy") as f:
         return {key: f.get_tensor(key) for key in f.keys()}, f.metadata() or {}  # noqa: SIM118
 
 
 def _read_bytes(path):
-    data = epath.Path(path).read_bytes()
+    data = paths.read_bytes(path)
     (size,) = struct.unpack("<Q", data[:8])
     return safetensors.numpy.load(data), json.loads(data[8 : 8 + size]).get("__metadata__") or {}
 
