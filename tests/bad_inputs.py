@@ -8,7 +8,6 @@ import pathlib
 import shutil
 
 import numpy as np
-import pytest
 from test_train import small_config, write_folder
 
 from vit_jax import main
@@ -32,9 +31,8 @@ def make_folder(root, classes=3):
     return root
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    """(data folder, workdir of a finished run): never modified; cases work on `copy_run`."""
+def finished_run(tmp_path_factory):
+    """(data folder, workdir of a finished run) for a module fixture; cases work on `copy_run`."""
     base = tmp_path_factory.mktemp("good")
     root = make_folder(base / "data")
     main.train_or_exit(run_config(root), str(base / "run"))

@@ -21,13 +21,18 @@ from bad_inputs import (
     check_loads,
     copy_run,
     fails,
-    good_run,  # noqa: F401  (fixture)
+    finished_run,
     make_folder,
     run_config,
     snapshot,
 )
 
 from vit_jax import checkpoint, main, metrics, train
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    return finished_run(tmp_path_factory)
 
 
 def test_mismatched_rerun_names_both_configs_and_touches_nothing(good_run, tmp_path, capsys):
