@@ -178,6 +178,10 @@ class Folder:
         classes = tuple(sorted(d.name for d in os.scandir(path) if d.is_dir()))
         if not classes:
             raise ValueError(f"{path}: no class subfolders")
+        for name in classes:  # An empty class would be a label the model never sees.
+            if not any(_is_image(f) for f in os.scandir(os.path.join(path, name))):
+                kinds = "/".join(IMAGE_EXTENSIONS)
+                raise ValueError(f"{os.path.join(path, name)}: class folder has no {kinds} images")
         folder = cls(root, classes, channels=0)
         first = folder.files(train_split)[0][0]
         return dataclasses.replace(folder, channels=image_channels(first))
@@ -204,7 +208,10 @@ def image_channels(path: str) -> int:
     """Channel count of an image file as stored (1 or 3 accepted)."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    try:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError(f"{path}: cannot decode the image ({e.message.splitlines()[0]})") from None
     channels = int(image.shape[-1])
     if channels not in (1, 3):
         raise ValueError(f"{path}: image has {channels} channels (only 1 or 3 are supported)")
