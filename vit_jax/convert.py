@@ -19,6 +19,7 @@ import shutil
 import sys
 
 from vit_jax import interop
+from vit_jax.classifier import Classifier
 from vit_jax.interop import npz, timm, tree
 
 FORMATS = ("orbax", "npz", "timm")
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         weights = interop.read(args.src, model=args.model)
+        Classifier(weights)  # Every key and shape checked against the model before any write.
         to = args.to or _default_format(args.out)
         export(weights, args.out, to=to, pre_linen=args.pre_linen, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
