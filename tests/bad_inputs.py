@@ -31,12 +31,17 @@ def make_folder(root, classes=3):
     return root
 
 
+_FINISHED = {}  # One run for the whole session, whichever catalogue module asks first.
+
+
 def finished_run(tmp_path_factory):
     """(data folder, workdir of a finished run) for a module fixture; cases work on `copy_run`."""
-    base = tmp_path_factory.mktemp("good")
-    root = make_folder(base / "data")
-    main.train_or_exit(run_config(root), str(base / "run"))
-    return root, base / "run"
+    if not _FINISHED:
+        base = tmp_path_factory.mktemp("good")
+        root = make_folder(base / "data")
+        main.train_or_exit(run_config(root), str(base / "run"))
+        _FINISHED["run"] = root, base / "run"
+    return _FINISHED["run"]
 
 
 def copy_run(good_run, tmp_path) -> pathlib.Path:
