@@ -178,7 +178,7 @@ def rows(workdir) -> dict:
 @pytest.mark.parametrize(
     "text,needle",
     [
-        ("def get_sweep(arg=None):\n    return sweep.Sweep(base=\n", "bad.py' line 2: '(' was never closed"),
+        ("def get_sweep(arg=None):\n    return sweep.Sweep(base=\n", "bad.py' line 2: '('"),
         (SWEEP.format(key="model.nmae", values=["mu/7"]), "model.nmae"),
     ],
     ids=["syntax-error", "unknown-key"],
