@@ -24,7 +24,7 @@ from vit_jax import errors, main
 CASE = sys.argv[2]
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, *, restart=False):
     if CASE == "user":
         raise errors.UserError("config.data.root='/nowhere': folder not found")
     jnp.split(jnp.ones(3), 2)  # A ValueError raised inside JAX: not one of our checks.

@@ -114,13 +114,19 @@ def _model_section() -> ml_collections.ConfigDict:
 
 
 def load_file(path: str, *, what: str = "config"):
-    """Executes a Python file (a config or sweep file) as a fresh module; missing: ConfigError."""
+    """Executes a Python file (a config or sweep file) as a fresh module.
+
+    A missing file or a syntax error in it is a one-line ConfigError naming the file.
+    """
     if not os.path.isfile(path):
         raise ConfigError(f"{what} file {path!r} not found")
     stem = os.path.splitext(os.path.basename(path))[0]
     module_spec = importlib.util.spec_from_file_location(f"_{what}_{stem}", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"{what} file {path!r} line {e.lineno}: {e.msg}") from None
     return module
 
 

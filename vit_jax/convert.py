@@ -19,6 +19,7 @@ import os
 import sys
 
 from vit_jax import errors, interop, models, paths
+from vit_jax.classifier import Classifier
 from vit_jax.interop import hf, npz, timm, tree
 
 FORMATS = ("orbax", "npz", "timm", "hf")
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         weights = interop.read(args.src, model=args.model)
+        Classifier(weights)  # Every key and shape checked against the model before any write.
         to = args.to or _default_format(args.out)
         export(weights, args.out, to=to, pre_linen=args.pre_linen, overwrite=args.overwrite)
     except errors.UserError as e:  # Our checks: one line. Anything else: its traceback.

@@ -23,6 +23,9 @@ from vit_jax import errors
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Run config: configs/FILE.py[:k=v,...].")
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.json.")
+flags.DEFINE_bool(
+    "restart", False, "Start over: move a run already in --workdir aside (never deleted)."
+)
 flags.DEFINE_enum(
     "distributed",
     "auto",
@@ -74,15 +77,25 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _init_distributed()
-    from vit_jax import train  # deferred: Orbax, optax and the data pipeline, once flags parsed.
-
     logging.set_verbosity(logging.WARNING)
+    train_or_exit(FLAGS.config, FLAGS.workdir, restart=FLAGS.restart)
+
+
+def train_or_exit(config, workdir: str, *, restart: bool = False) -> dict:
+    """train_and_evaluate, with any expected failure as one line on stderr and exit status 1.
+
+    Expected: a bad config or input, a workdir holding another run, non-finite training, a
+    file-system error (read-only, disk full). VIT_JAX_TRACEBACK=1 shows the traceback instead.
+    """
+    from vit_jax import train  # Here, after distributed init: importing data touches devices.
+
     try:
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except errors.UserError as e:  # Our checks: one line. Anything else: its traceback.
+        return train.train_and_evaluate(config, workdir, restart=restart)
+    except (errors.UserError, OSError) as e:  # Our checks, the file system: one line.
         if os.environ.get("VIT_JAX_TRACEBACK", "") not in ("", "0"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        print(f"error: {text or type(e).__name__}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -44,6 +44,12 @@ class MetricWriter:
                 for k, v in values.items():
                     tf.summary.scalar(f"{kind}/{k}", v)
 
+    def note(self, step: int, kind: str, fields: dict) -> None:
+        """A jsonl-only line of any JSON values (no TensorBoard): what a resumed run changed."""
+        if self._active:
+            with open(self._path, "a") as f:
+                f.write(json.dumps({"step": int(step), "kind": kind, **fields}) + "\n")
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.flush()

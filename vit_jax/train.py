@@ -30,6 +30,7 @@ from vit_jax import (
     sharding,
     steps,
 )
+from vit_jax import workdir as workdir_lib
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
 
@@ -58,26 +59,31 @@ def check_shapes(config, mesh) -> None:
         raise config_lib.ConfigError(f"config.data.{e}") from None
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains and evaluates per `config`; returns the final summary (also the last metrics line)."""
+def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
+    """Trains and evaluates per `config`; returns the final summary (also the last metrics line).
+
+    Everything that can be checked is checked before the first write to `workdir`; a workdir
+    holding another run is refused (or, with `restart`, moved aside): see vit_jax.workdir.
+    """
     config_lib.validate(config)
-    paths.check_writable(workdir)
     info = data.dataset_info(config.data)
     mesh = sharding.make_mesh(config.mesh)
     check_shapes(config, mesh)
     rules = sharding.rules_for(config.sharding, mesh)
-    if jax.process_index() == 0:
-        work = paths.path(workdir)
-        paths.write_text(work / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
-        dataset = {"num_classes": info.num_classes, "class_names": list(info.class_names)}
-        paths.write_text(work / "dataset.json", json.dumps(dataset))  # For vit_jax.load().
+    dataset = {"num_classes": info.num_classes, "class_names": list(info.class_names)}
+    changes = workdir_lib.prepare(
+        config, workdir, dataset=dataset, restart=restart, primary=jax.process_index() == 0
+    )
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("vit_jax_workdir_prepared")
     model = build_model(config, num_classes=info.num_classes)
     size = config.data.image_size
     with jax.set_mesh(mesh):
-        return _run(config, workdir, model, info, mesh, rules, (1, size, size, info.channels))
+        shape = (1, size, size, info.channels)
+        return _run(config, workdir, model, mesh, rules, shape, changes=changes)
 
 
-def _run(config, workdir, model, info, mesh, rules, input_shape):
+def _run(config, workdir, model, mesh, rules, input_shape, *, changes):
     placed, train_step = steps.setup(model, config, mesh=mesh, input_shape=input_shape, rules=rules)
     ckpt = checkpoint.Checkpointer(
         str(paths.path(workdir) / "checkpoints"),
@@ -91,6 +97,8 @@ def _run(config, workdir, model, info, mesh, rules, input_shape):
     )
     run_eval = lambda params: evaluate(config, eval_step, params, mesh, model)  # noqa: E731
     writer = MetricWriter(workdir)
+    if changes and start:  # A resumed run under a compatible new config: say what changed.
+        writer.note(start, "config_change", {"changes": changes})
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(placed.abstract.params))
     logging.info("Model %s: %s params; starting at step %d", config.model.name, n_params, start)
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -183,9 +191,15 @@ def _check_finite(values, step, ckpt) -> dict:
     values = {k: float(v) for k, v in values.items()}
     if not all(np.isfinite(v) for v in values.values()):
         ckpt.wait()
+        last = ckpt.latest_step()
+        kept = (
+            f"the last good checkpoint (step {last}) is intact"
+            if last is not None
+            else "no checkpoint had been written yet (lower the learning rate or check the data)"
+        )
         raise errors.Diverged(
-            f"non-finite training metrics at step {step} ({values}); stopped without saving — "
-            f"the last good checkpoint (step {ckpt.latest_step()}) is intact"
+            f"non-finite training metrics at step {step} ({values}); "
+            f"stopped without saving — {kept}"
         )
     return values
 

@@ -70,9 +70,21 @@ def decode_record(example, *, part: RecordSplit) -> dict:
     return {"image": image, "label": tf.cast(example["label"], tf.int32)}
 
 
+# First bytes of PNG and JPEG (the folder source's formats): a file without them is no image.
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff")
+
+
 def decode_file(path, channels: int) -> tf.Tensor:
-    """Decodes an image file as stored; one with another channel count fails the pipeline."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    """Decodes an image file as stored; one that is not an image or has another channel count
+    fails the pipeline with a message naming the file."""
+    data = tf.io.read_file(path)
+    known = tf.reduce_any(
+        tf.stack([tf.equal(tf.strings.substr(data, 0, len(m)), m) for m in _MAGIC])
+    )
+    bad = tf.strings.join(["<<", path, ": not an image file (expected JPEG or PNG)>>"])
+    with tf.control_dependencies([tf.debugging.Assert(known, [bad])]):
+        data = tf.identity(data)
+    image = tf.io.decode_image(data, channels=0, expand_animations=False)
     found = tf.shape(image)[-1]
     message = tf.strings.join(
         ["<<", path, ": image has ", tf.strings.as_string(found), " channels, expected "]
@@ -86,7 +98,8 @@ def decode_file(path, channels: int) -> tf.Tensor:
 
 @contextlib.contextmanager
 def raising_value_errors(_tf_error=tf.errors.InvalidArgumentError):
-    """Turns our in-graph check failures (tf errors) into one-line ValueErrors.
+    """Turns our in-graph check failures (tf errors) into one-line ValueErrors; any other
+    InvalidArgumentError (e.g. a damaged image past its header) into its first line.
 
     (`_tf_error` is bound at import: iterators may be closed at interpreter exit, after module
     globals such as `tf` are gone.)
@@ -96,7 +109,8 @@ def raising_value_errors(_tf_error=tf.errors.InvalidArgumentError):
     except _tf_error as e:
         match = _MARK.search(e.message or "")
         if match is None:
-            raise
+            first = (e.message or type(e).__name__).strip().splitlines()[0]
+            raise errors.UserError(f"reading the data failed: {first}") from e
         raise errors.UserError(match.group(1)) from None
 
 

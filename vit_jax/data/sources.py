@@ -184,6 +184,10 @@ class Folder:
         classes = tuple(sorted(d.name for d in path.iterdir() if d.is_dir()))
         if not classes:
             raise errors.UserError(f"{path}: no class subfolders")
+        for name in classes:  # An empty class would be a label the model never sees.
+            if not any(_is_image(f.name) for f in (path / name).iterdir()):
+                kinds = "/".join(IMAGE_EXTENSIONS)
+                raise errors.UserError(f"{path / name}: class folder has no {kinds} images")
         folder = cls(root, classes, channels=0)
         first = folder.files(train_split)[0][0]
         return dataclasses.replace(folder, channels=image_channels(first))
@@ -214,7 +218,12 @@ def image_channels(path: str) -> int:
     """Channel count of an image file as stored (1 or 3 accepted)."""
     import tensorflow as tf  # deferred: TensorFlow, only to decode one image.
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    try:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    except tf.errors.InvalidArgumentError as e:
+        raise errors.UserError(
+            f"{path}: cannot decode the image ({e.message.splitlines()[0]})"
+        ) from None
     channels = int(image.shape[-1])
     if channels not in (1, 3):
         raise errors.UserError(f"{path}: image has {channels} channels (only 1 or 3 are supported)")
