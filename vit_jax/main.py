@@ -12,7 +12,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vit_jax import config_lib
+from vit_jax import config_lib, preemption, tpu_cluster
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Run config: configs/FILE.py[:k=v,...].")
@@ -21,7 +21,7 @@ flags.DEFINE_enum(
     "distributed",
     "auto",
     ["auto", "on", "off"],
-    "jax.distributed.initialize(): auto = on TPU VMs and when --coordinator is given.",
+    "jax.distributed.initialize(): auto = on multi-host TPU VM slices and with --coordinator.",
 )
 flags.DEFINE_string("coordinator", None, "host:port of process 0 (GPU clusters, localhost tests).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator).")
@@ -30,24 +30,32 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _init_distributed() -> None:
+    """Joins a multi-host run's processes: --coordinator, or a TPU VM slice found as JAX does."""
     import jax
 
+    if FLAGS.distributed == "off":
+        return
     if FLAGS.coordinator:
         if os.environ.get("JAX_PLATFORMS", "") == "cpu" or not _has_accelerator_env():
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
             FLAGS.coordinator, num_processes=FLAGS.num_processes, process_id=FLAGS.process_id
         )
-    elif FLAGS.distributed == "on" or (FLAGS.distributed == "auto" and _on_tpu_vm()):
-        jax.distributed.initialize()
-
-
-def _on_tpu_vm() -> bool:
-    return any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "CLOUD_TPU_TASK_ID", "TPU_NAME"))
+        return
+    worker = tpu_cluster.worker()
+    if FLAGS.distributed == "on" or (worker and tpu_cluster.tpu_chips_present()):
+        jax.distributed.initialize()  # JAX's own cluster detection (metadata server on TPU VMs).
+    elif worker and len(worker.hosts) > 1:  # A slice's workers without TPU chips: CPU over gloo.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            tpu_cluster.coordinator(worker),
+            num_processes=len(worker.hosts),
+            process_id=worker.index,
+        )
 
 
 def _has_accelerator_env() -> bool:
-    return _on_tpu_vm() or "CUDA_VISIBLE_DEVICES" in os.environ
+    return tpu_cluster.tpu_chips_present() or "CUDA_VISIBLE_DEVICES" in os.environ
 
 
 def parse_flags(argv):
@@ -75,6 +83,9 @@ def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except preemption.Preempted as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(preemption.EXIT_PREEMPTED)
     except (config_lib.ConfigError, ValueError, FileNotFoundError, FloatingPointError) as e:
         if os.environ.get("VIT_JAX_TRACEBACK"):
             raise

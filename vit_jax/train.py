@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 from vit_jax import checkpoint, config_lib, data, fewshot, models, optim, sharding, steps
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
+from vit_jax.preemption import Preempted, Stop
 
 _MODEL_KEYS = (
     "dtype param_dtype classifier representation_size posemb dropout_rate attention_dropout_rate "
@@ -140,6 +141,7 @@ def _train_loop(config, state, start, train_step, run_eval, rng, mesh, writer, c
     )
     bar = progress(config, start)
     last_t, last_step, metrics = time.time(), start, None
+    stop = Stop()
     try:
         for step in range(start + 1, config.total_steps + 1):
             state, metrics = train_step(state, feed.next(), rng)
@@ -166,7 +168,12 @@ def _train_loop(config, state, start, train_step, run_eval, rng, mesh, writer, c
                 and step % config.checkpoint_every == 0
             ):
                 _save(ckpt, step, state, metrics)
+            if step < config.total_steps and stop.requested(step):
+                if ckpt.latest_step() != step:
+                    _save(ckpt, step, state, metrics)
+                raise Preempted(step)
     finally:
+        stop.close()
         bar.close()
         feed.close()
     _check_finite(jax.device_get(metrics), config.total_steps, ckpt)
