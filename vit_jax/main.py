@@ -47,11 +47,12 @@ def _init_distributed() -> None:
         jax.distributed.initialize()  # JAX's own cluster detection (metadata server on TPU VMs).
     elif worker and len(worker.hosts) > 1:  # A slice's workers without TPU chips: CPU over gloo.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(
-            tpu_cluster.coordinator(worker),
-            num_processes=len(worker.hosts),
-            process_id=worker.index,
-        )
+        address = tpu_cluster.coordinator(worker)
+        n, i = len(worker.hosts), worker.index
+        jax.distributed.initialize(address, num_processes=n, process_id=i)
+    else:
+        return
+    print(f"vit_jax: process {jax.process_index()} of {jax.process_count()}", file=sys.stderr)
 
 
 def _has_accelerator_env() -> bool:

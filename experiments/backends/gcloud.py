@@ -12,7 +12,7 @@ import shlex
 CODE_DIR = "~/vit_jax"
 CONFIG_DIR = "$HOME/sweep_configs"
 VENV = "~/vit_jax_venv"  # Python ≥ 3.11 from uv: TPU VM images ship Python 3.10.
-PYTHON = f"{VENV}/bin/python"
+PYTHON = "$HOME/vit_jax_venv/bin/python"  # The venv's interpreter, as the remote shell expands it.
 
 
 @dataclasses.dataclass
@@ -107,7 +107,8 @@ class VmCommands:
         venv = (
             f"python3 -m pip install -q --user uv && python3 -m uv venv -q --allow-existing "
             f"-p {o.python_version} {VENV} && cd {CODE_DIR} && "
-            f'python3 -m uv pip install -q -p {PYTHON} -e ".[tpu]" && mkdir -p {CONFIG_DIR}'
+            f'python3 -m uv pip install -q -p {VENV}/bin/python -e ".[tpu]" && '
+            f"mkdir -p {CONFIG_DIR}"
         )
         if o.code == "git":
             clone = (

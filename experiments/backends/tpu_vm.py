@@ -96,7 +96,8 @@ class TpuVmBackend:
             local = job.dir / stage if stage else job.dir
             init_from = remote_dir if stage else None
             run = shlex.join(engine_command(config, workdir, python=PYTHON, init_from=init_from))
-            run = run.replace(shlex.quote(f"--config={config}"), f'"--config={config}"')
+            for word in (PYTHON, f"--config={config}"):  # Keep $HOME for the remote shell.
+                run = run.replace(shlex.quote(word), f'"{word}"')
             stages.append({
                 "config": vm.scp(str(path), config.replace("$HOME", "~")),
                 "run": vm.ssh(f"cd {CODE_DIR} && {run}"),  # $HOME and ~ expand on the VM.
