@@ -33,10 +33,9 @@ def worker() -> Worker | None:
     """This host's place in its TPU VM slice; None when not on a TPU VM.
 
     The metadata server is asked only where one can answer: on a host with TPU chips, or where
-    GCE_METADATA_IP names it; TPU_SKIP_MDS_QUERY turns the query off, as it does in JAX.
+    GCE_METADATA_IP names it. (JAX's TPU_SKIP_MDS_QUERY is no guide: importing jax sets it on
+    every host without TPU chips.)
     """
-    if "TPU_SKIP_MDS_QUERY" in os.environ:
-        return None
     if not (os.environ.get("GCE_METADATA_IP") or tpu_chips_present()):
         return None
     try:
