@@ -17,12 +17,14 @@ import pytest
 from test_train import write_folder
 
 from experiments import backends, progress, results, run, sweep
-from vit_jax import checkpoint, config_lib, preemption
+from vit_jax import checkpoint, preemption
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fake_gcloud"
-TPU_FLAGS = ["--backend=tpu_vm", "--tpu-vm-name=vm", "--zone=us-east5-b",
-             "--accelerator-type=v6e-16", "--version=v2-alpha-tpuv6e", "--project=proj"]  # fmt: skip
+TPU_FLAGS = [
+    "--backend=tpu_vm", "--tpu-vm-name=vm", "--zone=us-east5-b", "--accelerator-type=v6e-16",
+    "--version=v2-alpha-tpuv6e", "--project=proj",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -68,8 +70,10 @@ def test_dry_run_prints_every_command_with_the_pass_through_flags(tmp_path, gclo
     argv = [f"--sweep={_sweep_file(tmp_path, seeds=(0, 1))}", f"--workdir={tmp_path / 'sw'}"]
     assert run.main([*argv, *TPU_FLAGS, *extra, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    passed = ("--spot --reserved --network=net --subnetwork=sub "
-              "--service-account=sa@proj.iam.gserviceaccount.com --labels=team=vit,env=test")  # fmt: skip
+    passed = (
+        "--spot --reserved --network=net --subnetwork=sub "
+        "--service-account=sa@proj.iam.gserviceaccount.com --labels=team=vit,env=test"
+    )
     for vm in ("vm-0", "vm-1"):  # One point on each VM of the pool.
         assert (f"gcloud compute tpus queued-resources create {vm}-qr --node-id={vm} "
                 f"--zone=us-east5-b --project=proj --accelerator-type=v6e-16 "
@@ -113,7 +117,7 @@ def test_first_errors_are_one_line_naming_the_fix(tmp_path, gcloud, monkeypatch,
 
 # ------------------------------------------------------ the engine on a 2-worker slice, preempted
 
-STEPS = 40  # Enough that SIGTERM at step 3 lands mid-run; SGD keeps 40 steps' rounding small.
+STEPS = 30  # Enough that SIGTERM at step 3 lands mid-run.
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +126,10 @@ def engine_case(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine_case")
     write_folder(tmp / "data", n_per_class=(24, 24, 24))
     write_folder(tmp / "data", n_per_class=(7, 6, 6), split="test", seed=1)
-    body = ("    c.batch_size, c.optim.warmup_steps, c.log_every, c.eval_every = 16, 0, 1, 0\n"
+    # Batch = the whole training set (72 images): every step's gradient is over the same images
+    # however the processes split them, so 1 and 2 processes train alike (each process reads
+    # its own half in its own order; with a smaller batch the two would see other batches).
+    body = ("    c.batch_size, c.optim.warmup_steps, c.log_every, c.eval_every = 72, 0, 1, 0\n"
             "    c.optim.name, c.optim.lr = 'sgd', 0.01\n"
             f"    c.data.source, c.data.root = 'folder', {str(tmp / 'data')!r}\n"
             "    c.data.image_size, c.data.augment, c.data.flip = 16, 'resize', False\n"
@@ -212,3 +219,99 @@ def test_two_worker_slice_preempted_resumes_and_matches_one_process(tmp_path, gc
     # (gloo) sums the gradient in another order than XLA's in-process one: equal up to rounding.
     for key, ref in engine_case["params"].items():
         np.testing.assert_allclose(params[key], ref, atol=1e-5, rtol=0, err_msg=key)
+
+
+# ----------------------------------------------------------------------------- a pool of VMs
+
+FAKE_ENGINE = r"""#!/usr/bin/env bash
+# Stands in for the venv's `python -m vit_jax.main` on one TPU VM worker (HOME = that worker).
+for a in "$@"; do case "$a" in --workdir=*) wd="${a#--workdir=}";; esac; done
+echo "start $(date +%s.%N) $wd $HOME" >> "$FAKE_ENGINE_LOG"
+sleep "$FAKE_ENGINE_SLEEP"
+mkdir -p "$wd"
+line='{"step": 2, "kind": "eval", "accuracy": 0.75}'
+case "$HOME" in */w0) echo "$line" >> "$wd/metrics.jsonl";; esac  # Process 0 writes metrics.
+echo "end $(date +%s.%N) $wd" >> "$FAKE_ENGINE_LOG"
+"""
+
+
+@pytest.fixture
+def pool(tmp_path, gcloud, monkeypatch):
+    """Three points for a pool of two VMs whose workers run FAKE_ENGINE; returns (runner, log)."""
+    monkeypatch.setattr(results, "dataset_shape", lambda data_config: (10, 1))
+    engine, log = tmp_path / "fake_engine", tmp_path / "engine.txt"
+    engine.write_text(FAKE_ENGINE)
+    engine.chmod(0o755)
+    monkeypatch.setenv("FAKE_VM_PYTHON", str(engine))
+    monkeypatch.setenv("FAKE_ENGINE_LOG", str(log))
+    workdir, out = tmp_path / "sweep", []
+    args = run.parse_args([f"--sweep={_sweep_file(tmp_path, seeds=(0, 1, 2))}",
+                           f"--workdir={workdir}", *TPU_FLAGS, "--pool=2",
+                           f"--remote-workdir={tmp_path / 'remote'}"])  # fmt: skip
+    points = sweep.expand(sweep.load_sweep(args.sweep))
+    backend = run.make_backend(args, workdir, out=out.append)
+    return run.Runner(points, workdir, backend, out=out.append), log, out
+
+
+def test_pool_runs_points_in_parallel_one_per_vm_and_deletes_its_vms(pool, gcloud, monkeypatch):
+    runner, log, out = pool
+    monkeypatch.setenv("FAKE_ENGINE_SLEEP", "2")
+    rows = runner.run()
+    assert [r["status"] for r in rows] == ["ok"] * 3 and rows[0]["accuracy"] == 0.75
+    made = sorted(c.split()[5] for c in calls(gcloud) if "tpu-vm create" in c)
+    gone = sorted(c.split()[5] for c in calls(gcloud) if "tpu-vm delete" in c)
+    assert made == gone == ["vm-0", "vm-1"] and not list((gcloud / "vms").iterdir())
+    events = [line.split() for line in log.read_text().splitlines()]
+    spans = {}  # workdir → (first start, last end): a point on two workers.
+    for kind, t, wd, *_ in events:
+        lo, hi = spans.get(wd, (float("inf"), 0.0))
+        spans[wd] = (min(lo, float(t)), hi) if kind == "start" else (lo, max(hi, float(t)))
+    (a0, a1), (b0, b1), _ = sorted(spans.values())
+    assert b0 < a1  # The second point started before the first ended: two VMs at once.
+    assert any("[3/3]" in line for line in out) and any("ETA" in line for line in out), out
+
+
+def test_ctrl_c_deletes_the_pools_vms_and_records_nothing(pool, gcloud, monkeypatch):
+    runner, log, _ = pool
+    monkeypatch.setenv("FAKE_ENGINE_SLEEP", "60")
+    real_tick = progress.Progress.tick
+
+    def tick(self):  # Ctrl-C once both VMs' workers are running their point.
+        real_tick(self)
+        if log.exists() and log.read_text().count("start") == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.Progress, "tick", tick)
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert time.time() - t0 < 55  # The engines were stopped, not waited for.
+    assert not list((gcloud / "vms").iterdir())
+    assert sum("tpu-vm delete" in c for c in calls(gcloud)) == 2
+    assert not list(runner.workdir.glob("*/result.json"))
+    assert not list(runner.workdir.glob("*/failed.json"))  # Interrupted is not failed.
+    assert "end" not in log.read_text()
+
+
+def test_an_existing_vm_is_reused_and_left_up(pool, gcloud, monkeypatch):
+    runner, _, _ = pool
+    monkeypatch.setenv("FAKE_ENGINE_SLEEP", "0")
+    fake = [sys.executable, str(FAKE / "gcloud.py"), "compute", "tpus", "tpu-vm", "create", "vm-0"]
+    subprocess.run(fake, check=True)  # The user's own VM, up before the sweep.
+    assert [r["status"] for r in runner.run()] == ["ok"] * 3
+    made = [c.split()[5] for c in calls(gcloud) if "tpu-vm create" in c or "tpu-vm delete" in c]
+    assert made == ["vm-0", "vm-1", "vm-1"]  # Ours (vm-1) created and deleted; vm-0 untouched.
+    assert (gcloud / "vms" / "vm-0" / "state").read_text() == "READY"
+
+
+def test_finetune_stage_runs_on_all_workers_from_the_points_remote_workdir(tmp_path):
+    opts = backends.TpuVmOptions(
+        name="vm", zone="z", accelerator_type="v6e-16", version="v2", remote_workdir="gs://bkt/sw"
+    )
+    backend = backends.TpuVmBackend(opts, sweep_dir=tmp_path)
+    job = backends.Job("p", tmp_path / "p", finetune=True)
+    pre, ft = backend.point_cmds(job, backend.vms[0])
+    assert "--worker=all" in ft["run"] and "init_from" not in pre["run"][-1]
+    assert "--workdir=gs://bkt/sw/p/finetune --config.init_from.path=gs://bkt/sw/p" in ft["run"][-1]
+    assert ft["collect"] == ["gcloud", "storage", "cp", "gs://bkt/sw/p/finetune/metrics.jsonl",
+                             f"{tmp_path}/p/finetune/metrics.jsonl"]  # fmt: skip
