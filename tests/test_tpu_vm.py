@@ -188,8 +188,9 @@ def test_sigterm_checkpoints_exits_75_and_the_same_command_resumes(engine_case):
     assert _train_steps(engine_case["workdir"]) == list(range(1, STEPS + 1))
 
 
-def test_two_worker_slice_preempted_resumes_and_matches_one_process(tmp_path, gcloud,
-                                                                    monkeypatch, engine_case):  # fmt: skip
+def test_two_worker_slice_preempted_resumes_and_matches_one_process(
+    tmp_path, gcloud, monkeypatch, engine_case
+):
     """The user's command on a 2-worker VM: each worker's engine finds its slice through its
     metadata server and joins over gloo; the VM is preempted at step 3 (SIGTERM to both), the
     runner sees PREEMPTED, re-creates the VM and the point resumes from its checkpoint."""
