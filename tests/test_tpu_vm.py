@@ -217,9 +217,10 @@ def test_two_worker_slice_preempted_resumes_and_matches_one_process(
     assert _train_steps(remote / name) == list(range(1, STEPS + 1))  # Process 0 logs, once.
     params = _params(remote / name)
     # 2 processes x 4 devices vs 1 x 8: the same sharded program, but the cross-process all-reduce
-    # (gloo) sums the gradient in another order than XLA's in-process one: equal up to rounding.
+    # (gloo) sums the gradient in another order than XLA's in-process one: equal up to rounding
+    # (measured: max |difference| 2e-8 over 15k params after 30 steps).
     for key, ref in engine_case["params"].items():
-        np.testing.assert_allclose(params[key], ref, atol=1e-5, rtol=0, err_msg=key)
+        np.testing.assert_allclose(params[key], ref, atol=1e-6, rtol=0, err_msg=key)
 
 
 # ----------------------------------------------------------------------------- a pool of VMs

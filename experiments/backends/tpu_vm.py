@@ -219,7 +219,8 @@ class TpuVmBackend:
     def _create(self, vm: VmCommands, log: pathlib.Path) -> None:
         self.log(f"$ {shlex.join(vm.create())}")
         rc, out = _output(vm.create())
-        log.open("a").write(out)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(out)
         if rc:
             if re.search(r"quota|RESOURCE_EXHAUSTED", out, re.IGNORECASE):
                 raise LaunchError(f"no quota for {self.o.accelerator_type} in {self.o.zone}: "
