@@ -317,3 +317,20 @@ def test_finetune_stage_runs_on_all_workers_from_the_points_remote_workdir(tmp_p
     assert "--workdir=gs://bkt/sw/p/finetune --config.init_from.path=gs://bkt/sw/p" in ft["run"][-1]
     assert ft["collect"] == ["gcloud", "storage", "cp", "gs://bkt/sw/p/finetune/metrics.jsonl",
                              f"{tmp_path}/p/finetune/metrics.jsonl"]  # fmt: skip
+
+
+def test_tpu_worker_is_read_from_the_metadata_server_in_both_endpoint_forms(monkeypatch):
+    from vit_jax import tpu_cluster
+
+    monkeypatch.delenv("GCE_METADATA_IP", raising=False)
+    monkeypatch.setattr(tpu_cluster, "tpu_chips_present", lambda: False)
+    assert tpu_cluster.worker() is None  # Not a TPU VM: the metadata server is not even asked.
+    answers = {"agent-worker-number": "1", "worker-network-endpoints": "a:0:10.0.0.2,b:1:10.0.0.3"}
+    monkeypatch.setattr(tpu_cluster, "_metadata", answers.__getitem__)
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:1")
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    w = tpu_cluster.worker()
+    assert w == tpu_cluster.Worker(index=1, hosts=("10.0.0.2", "10.0.0.3"))
+    assert tpu_cluster.coordinator(w) == "10.0.0.2:8482"  # JAX's port for Cloud TPU.
+    answers["worker-network-endpoints"] = "t1v-w-0,t1v-w-1"  # The newer form: host names.
+    assert tpu_cluster.worker().hosts == ("t1v-w-0", "t1v-w-1")

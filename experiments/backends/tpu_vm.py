@@ -137,7 +137,7 @@ class TpuVmBackend:
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads):
-                threads[0].join(0.2) if threads[0].is_alive() else time.sleep(0.2)
+                time.sleep(0.2)
                 if on_tick is not None:
                     with self._lock:
                         on_tick()
