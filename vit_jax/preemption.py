@@ -9,6 +9,7 @@ and re-run the same command" (which resumes from that checkpoint) from a real fa
 from __future__ import annotations
 
 import signal
+import threading
 
 import jax
 
@@ -34,7 +35,10 @@ class Stop:
     def __init__(self):
         self.signalled = False
         self._multi = jax.process_count() > 1
-        if not self._multi:  # jax.distributed installs its own SIGTERM notifier.
+        # jax.distributed installs its own SIGTERM notifier; Python handlers live in the main
+        # thread only (training started from another thread keeps the default: terminate).
+        self._own = not self._multi and threading.current_thread() is threading.main_thread()
+        if self._own:
             self._previous = signal.signal(signal.SIGTERM, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
@@ -49,5 +53,5 @@ class Stop:
         return self.signalled
 
     def close(self) -> None:
-        if not self._multi:
+        if self._own:
             signal.signal(signal.SIGTERM, self._previous)
