@@ -110,6 +110,8 @@ class TpuVmBackend:
 
     def dry_run_lines(self, jobs: list[Job]) -> list[str]:
         lines = [f"# check: {shlex.join(c)}" for c in preflight_cmds(self.o).values()]
+        if len(self.vms) > 1:
+            lines.append("# VMs run in parallel; each takes the next point when free (one order:)")
         for i, vm in enumerate(self.vms[: max(1, len(jobs))]):
             lines += [f"# VM {vm.name}: reused if READY: {shlex.join(vm.state())}"]
             lines += [shlex.join(vm.create())]
