@@ -208,7 +208,9 @@ def make_backend(args, workdir: pathlib.Path, *, out=print):
         name=args.tpu_vm_name, zone=args.zone, accelerator_type=args.accelerator_type,
         version=args.version, project=args.project, queued=args.queued,
         remote_workdir=args.remote_workdir or str(workdir), code=args.code,
-        repo_url=args.repo_url, ref=args.ref, keep_vm=args.keep_vm,
+        repo_url=args.repo_url, ref=args.ref, keep_vm=args.keep_vm, pool=args.pool,
+        spot=args.spot, reserved=args.reserved, network=args.network, subnetwork=args.subnetwork,
+        service_account=args.service_account, labels=args.labels,
     )  # fmt: skip
     return backends.TpuVmBackend(opts, sweep_dir=workdir, log=out)
 
@@ -235,6 +237,13 @@ def parse_args(argv):
     tpu.add_argument("--repo-url", default="")
     tpu.add_argument("--ref", default="HEAD")
     tpu.add_argument("--keep-vm", action="store_true")
+    tpu.add_argument("--pool", type=int, default=1, help="TPU VMs at once, one point on each.")
+    tpu.add_argument("--spot", action="store_true", help="Spot VMs: cheaper, preemptible.")
+    tpu.add_argument("--reserved", action="store_true", help="Use the project's reservation.")
+    tpu.add_argument("--network", default="")
+    tpu.add_argument("--subnetwork", default="")
+    tpu.add_argument("--service-account", default="")
+    tpu.add_argument("--labels", default="", help="KEY=VALUE,... on each VM.")
     return p.parse_args(argv)
 
 
@@ -252,7 +261,7 @@ def main(argv=None) -> int:
     runner = Runner(points, workdir, make_backend(args, workdir))
     try:
         rows = runner.run(only=args.only, dry_run=args.dry_run)
-    except RunError as e:
+    except (RunError, backends.LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:

@@ -4,7 +4,6 @@ run through the real engine."""
 
 import importlib.util
 import json
-import os
 import pathlib
 import stat
 import subprocess
@@ -324,100 +323,6 @@ def test_dry_run_prints_points_without_running(tmp_path, fake_shapes):
     text = "\n".join(lines)
     assert "4 point(s) to run" in text and "R11-w8_steps3" in text and "vit_jax.main" in text
     assert not (tmp_path / "results.jsonl").exists()
-
-
-# ------------------------------------------------------------------------------------- TPU VM
-
-FAKE_GCLOUD = r"""#!/usr/bin/env bash
-echo "gcloud $*" >> "$FAKE_LOG"
-case "$*" in
-  *"tpu-vm describe"*) [ -n "$FAKE_TPU_EXISTS" ] && echo READY && exit 0; exit 1;;
-  *"queued-resources describe"*) echo ACTIVE;;
-  *"tpu-vm ssh"*vit_jax.main*)
-    wd=$(echo "$*" | grep -o -- '--workdir=[^ ]*' | cut -d= -f2)
-    mkdir -p "$wd" && echo '{"step": 2, "kind": "eval", "accuracy": 0.5}' >> "$wd/metrics.jsonl";;
-esac
-"""
-FAKE_GSUTIL = """#!/usr/bin/env bash
-echo "gsutil $*" >> "$FAKE_LOG"
-[ "$1" = cp ] && cp "$2" "$3"
-"""
-
-
-def _tpu_args(tmp_path, *extra):
-    return run.parse_args(
-        ["--sweep=x", f"--workdir={tmp_path / 'sweep'}", "--backend=tpu_vm", "--tpu-vm-name=vm1",
-         "--zone=us-central2-b", "--accelerator-type=v4-16", "--version=tpu-ubuntu2204-base",
-         "--project=proj", f"--remote-workdir={tmp_path / 'bucket'}", *extra]
-    )  # fmt: skip
-
-
-@pytest.fixture
-def fake_gcloud(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _script(bin_dir / "gcloud", FAKE_GCLOUD)
-    _script(bin_dir / "gsutil", FAKE_GSUTIL)
-    log = tmp_path / "calls.txt"
-    monkeypatch.setenv("FAKE_LOG", str(log))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return log
-
-
-def test_tpu_vm_dry_run_prints_the_gcloud_sequence(tmp_path, fake_gcloud, fake_shapes):
-    args = _tpu_args(tmp_path, "--queued")
-    lines = []
-    backend = run.make_backend(args, pathlib.Path(args.workdir), out=lines.append)
-    run.Runner(_points()[:1], pathlib.Path(args.workdir), backend, out=lines.append).run(
-        dry_run=True
-    )
-    text = "\n".join(lines)
-    assert "gcloud compute tpus queued-resources create vm1-qr --node-id=vm1" in text
-    assert "--accelerator-type=v4-16 --runtime-version=tpu-ubuntu2204-base" in text
-    assert "tpu-vm ssh vm1 --zone=us-central2-b --project=proj --worker=all" in text
-    assert 'pip install -q -e ".[tpu]"' in text and "queued-resources delete vm1-qr" in text
-    assert not fake_gcloud.exists()  # Nothing was called.
-
-
-def test_tpu_vm_run_issues_commands_and_collects_results(tmp_path, fake_gcloud, fake_shapes):
-    args = _tpu_args(tmp_path)
-    workdir = pathlib.Path(args.workdir)
-    backend = run.make_backend(args, workdir, out=lambda *a: None)
-    rows = run.Runner(_points()[:2], workdir, backend, out=lambda *a: None).run()
-    calls = fake_gcloud.read_text().splitlines()
-    kinds = [" ".join(c.split()[1:5]) for c in calls]
-    assert kinds[:2] == ["compute tpus tpu-vm describe", "compute tpus tpu-vm create"]
-    assert "--accelerator-type=v4-16 --version=tpu-ubuntu2204-base" in calls[1]
-    assert sum("tpu-vm scp" in c for c in calls) == 3  # The code once, a config per point.
-    runs = [c for c in calls if "vit_jax.main" in c]
-    assert len(runs) == 2 and all("--worker=all" in c for c in runs)
-    assert f"--workdir={tmp_path / 'bucket' / 'ViT-mu7_steps2'}" in runs[0]
-    assert sum(c.startswith("gsutil cp") for c in calls) == 2
-    assert calls[-1].startswith("gcloud compute tpus tpu-vm delete vm1")
-    assert [r["accuracy"] for r in rows] == [0.5, 0.5] and rows[0]["cores"] == 16
-
-    # An existing VM is reused and left alone.
-    fake_gcloud.unlink()
-    os.environ["FAKE_TPU_EXISTS"] = "1"
-    try:
-        run.Runner(_points()[2:3], workdir, backend, out=lambda *a: None).run()
-    finally:
-        del os.environ["FAKE_TPU_EXISTS"]
-    calls = fake_gcloud.read_text().splitlines()
-    assert not any("create" in c or "delete" in c for c in calls)
-
-
-def test_tpu_vm_runs_the_finetune_stage_on_all_workers(tmp_path, fake_gcloud, fake_shapes):
-    args = _tpu_args(tmp_path)
-    workdir = pathlib.Path(args.workdir)
-    backend = run.make_backend(args, workdir, out=lambda *a: None)
-    (row,) = run.Runner(sweep.expand(_finetune_sweep()), workdir, backend, out=print).run()
-    runs = [c for c in fake_gcloud.read_text().splitlines() if "vit_jax.main" in c]
-    remote = tmp_path / "bucket" / "ViT-mu7_steps2"
-    assert len(runs) == 2 and all("--worker=all" in c for c in runs)
-    assert "init_from" not in runs[0] and f"--workdir={remote}/finetune" in runs[1]
-    assert f"--config.init_from.path={remote}" in runs[1]
-    assert row["status"] == "ok" and row["finetune_accuracy"] == 0.5
 
 
 def test_progress_bar_counts_running_points_by_their_steps(tmp_path):

@@ -59,8 +59,9 @@ def run_config(tmp_path_factory):
     return path
 
 
-def engine(config, workdir, env, *, steps=STEPS, cwd=ROOT, wait=True):
-    """`python -m vit_jax.main` as a user runs it, pointed at the emulator."""
+def engine(config, workdir, env, *, steps=STEPS, cwd=ROOT, wait=True, site=None):
+    """`python -m vit_jax.main` as a user runs it, pointed at the emulator (`site`: a folder
+    with a sitecustomize.py put first on the path, e.g. to hang the run at a known step)."""
     cmd = [
         sys.executable,
         "-m",
@@ -68,7 +69,8 @@ def engine(config, workdir, env, *, steps=STEPS, cwd=ROOT, wait=True):
         f"--config={config}:{steps}",
         f"--workdir={workdir}",
     ]
-    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    pythonpath = os.pathsep.join([str(site), str(ROOT)] if site else [str(ROOT)])
+    full_env = {**os.environ, **env, "PYTHONPATH": pythonpath, "JAX_PLATFORMS": "cpu"}
     full_env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, env=full_env, stderr=subprocess.PIPE, text=True)
@@ -115,18 +117,27 @@ def final_params(workdir):
 
 
 def test_sigkill_then_same_command_resumes_from_the_bucket_bit_identical(
-    gcs_server, run_config, trained
+    gcs_server, run_config, trained, tmp_path
 ):
+    from test_checkpoint import _HANG  # The hang-at-a-step sitecustomize of the local test.
+
     workdir = f"{gcs_server.bucket('runs')}/killed"
-    proc = engine(run_config, workdir, gcs_server.env, wait=False)
-    deadline = time.monotonic() + 120
-    while not _committed_steps(gcs_server, "killed/") and time.monotonic() < deadline:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_HANG)
+    mark = tmp_path / "mark"
+    hang = {"VIT_JAX_TEST_HANG": "batch:7", "VIT_JAX_TEST_MARK": str(mark)}  # After step 6.
+    proc = engine(
+        run_config, workdir, {**gcs_server.env, **hang}, wait=False, site=tmp_path / "site"
+    )
+    deadline = time.monotonic() + 180
+    while not (mark.exists() and _committed_steps(gcs_server, "killed/")):
         assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the run never reached step 7"
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    killed_at = max(_committed_steps(gcs_server, "killed/"))
-    assert proc.returncode == -signal.SIGKILL and 0 < killed_at < STEPS
+    assert proc.returncode == -signal.SIGKILL
+    assert max(_committed_steps(gcs_server, "killed/")) == 4  # checkpoint_every=4; step 8 never.
     again = engine(run_config, workdir, gcs_server.env)
     assert again.returncode == 0, again.stderr[-3000:]
     lines = [json.loads(x) for x in gcs_read(gcs_server, "runs", "killed/metrics.jsonl")]

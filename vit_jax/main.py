@@ -18,7 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vit_jax import errors
+from vit_jax import errors, preemption, tpu_cluster
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Run config: configs/FILE.py[:k=v,...].")
@@ -30,7 +30,7 @@ flags.DEFINE_enum(
     "distributed",
     "auto",
     ["auto", "on", "off"],
-    "jax.distributed.initialize(): auto = on TPU VMs and when --coordinator is given.",
+    "jax.distributed.initialize(): auto = on multi-host TPU VM slices and with --coordinator.",
 )
 flags.DEFINE_string("coordinator", None, "host:port of process 0 (GPU clusters, localhost tests).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator).")
@@ -39,22 +39,32 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _init_distributed() -> None:
+    """Joins a multi-host run's processes: --coordinator, or a TPU VM slice found as JAX does."""
+
+    if FLAGS.distributed == "off":
+        return
     if FLAGS.coordinator:
         if os.environ.get("JAX_PLATFORMS", "") == "cpu" or not _has_accelerator_env():
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
             FLAGS.coordinator, num_processes=FLAGS.num_processes, process_id=FLAGS.process_id
         )
-    elif FLAGS.distributed == "on" or (FLAGS.distributed == "auto" and _on_tpu_vm()):
-        jax.distributed.initialize()
-
-
-def _on_tpu_vm() -> bool:
-    return any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "CLOUD_TPU_TASK_ID", "TPU_NAME"))
+        return
+    worker = tpu_cluster.worker()
+    if FLAGS.distributed == "on" or (worker and tpu_cluster.tpu_chips_present()):
+        jax.distributed.initialize()  # JAX's own cluster detection (metadata server on TPU VMs).
+    elif worker and len(worker.hosts) > 1:  # A slice's workers without TPU chips: CPU over gloo.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        address = tpu_cluster.coordinator(worker)
+        n, i = len(worker.hosts), worker.index
+        jax.distributed.initialize(address, num_processes=n, process_id=i)
+    else:
+        return
+    print(f"vit_jax: process {jax.process_index()} of {jax.process_count()}", file=sys.stderr)
 
 
 def _has_accelerator_env() -> bool:
-    return _on_tpu_vm() or "CUDA_VISIBLE_DEVICES" in os.environ
+    return tpu_cluster.tpu_chips_present() or "CUDA_VISIBLE_DEVICES" in os.environ
 
 
 def parse_flags(argv):
@@ -91,6 +101,9 @@ def train_or_exit(config, workdir: str, *, restart: bool = False) -> dict:
 
     try:
         return train.train_and_evaluate(config, workdir, restart=restart)
+    except preemption.Preempted as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(preemption.EXIT_PREEMPTED)
     except (errors.UserError, OSError) as e:  # Our checks, the file system: one line.
         if os.environ.get("VIT_JAX_TRACEBACK", "") not in ("", "0"):
             raise

@@ -33,6 +33,7 @@ from vit_jax import (
 from vit_jax import workdir as workdir_lib
 from vit_jax.input_feed import Feed, progress
 from vit_jax.metrics import MetricWriter
+from vit_jax.preemption import Preempted, Stop
 
 
 def build_model(config, *, num_classes: int):
@@ -150,6 +151,7 @@ def _train_loop(config, state, start, train_step, run_eval, rng, mesh, writer, c
     )
     bar = progress(config, start)
     last_t, last_step, metrics = time.time(), start, None
+    stop = Stop()
     try:
         for step in range(start + 1, config.total_steps + 1):
             state, metrics = train_step(state, feed.next(), rng)
@@ -176,7 +178,12 @@ def _train_loop(config, state, start, train_step, run_eval, rng, mesh, writer, c
                 and step % config.checkpoint_every == 0
             ):
                 _save(ckpt, step, state, metrics)
+            if step < config.total_steps and stop.requested(step):
+                if ckpt.latest_step() != step:
+                    _save(ckpt, step, state, metrics)
+                raise Preempted(step)
     finally:
+        stop.close()
         bar.close()
         feed.close()
     _check_finite(jax.device_get(metrics), config.total_steps, ckpt)
