@@ -133,7 +133,7 @@ def test_run_many_records_errors_and_skips_what_does_not_fit(tmp_path):
 
 def test_cli_lists_sweep_the_product():
     args = benchmark.parse_args(["--model=Ti/16,S/16", "--scan=false,true", "--mode=train,peak"])
-    items = benchmark.plan_from_args(args)
+    items = benchmark.plan.from_args(args)
     assert [(i["model"], i["scan"], i["mode"]) for i in items] == [
         ("Ti/16", False, "train"),
         ("Ti/16", True, "train"),
@@ -172,12 +172,12 @@ def test_imports_without_ml_collections_and_runs_with_the_stand_in():
 
 
 def test_gpu_script_plans_every_phase_within_its_budget(tmp_path, monkeypatch, capsys):
-    """experiments/gpu_bench --dry_run: the GPU plan (goals, ablations, inference table,
-    extras) with time estimates, nothing run; the summary files are written."""
-    from experiments import gpu_bench
+    """The GPU sweep's --dry_run: the plan (goals, ablations, inference table, extras) with
+    time estimates, nothing run; the summary files are written."""
+    from vit_jax.benchmark import sweep
 
     monkeypatch.setenv("OUT", str(tmp_path))
-    assert gpu_bench.main(["--dry_run"]) == 0
+    assert sweep.main(["--dry_run"]) == 0
     out = capsys.readouterr().out
     for label in ("B/16 b256:", "S/16 b512:", "L/16 b128:", "B/16 b256 scan", "B/16 b256 xla"):
         assert f"train: {label}" in out, label
