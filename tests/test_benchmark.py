@@ -263,11 +263,12 @@ def test_side_by_side_errors_are_one_line(tmp_path, capsys):
 
 
 def _record(label, ips, *, model="B/16", batch=256, mode="train", group="train", **extra):
-    return dict(
+    record = dict(
         kind=mode, label=label, model=model, batch=batch, mode=mode, group=group, status="ok",
         images_per_sec=ips, tflops=ips * 1e-3, mfu=0.5, compile_s=40.0, attention="cudnn",
-        scan=False, remat="none", **extra,
+        scan=False, remat="none",
     )  # fmt: skip
+    return {**record, **extra}
 
 
 def test_sweep_report_and_decisions_from_records(tmp_path):

@@ -224,5 +224,13 @@ def test_two_processes_equal_one_process(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
     a, b = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
     assert sorted(a.files) == sorted(b.files) and len(a.files) > 5
+    # The attention key bias's gradient is exactly zero (q·b_k is the same for every key, and
+    # softmax ignores a constant), so each run's key bias is Adam's normalised rounding noise,
+    # which differs between layouts: it is only bounded by Adam's step, lr·(1-β1)/√(1-β2).
+    o = config_lib.base_config().optim
+    noise = 3 * o.lr * (1 - o.b1) / np.sqrt(1 - o.b2)  # 3 steps: mp_worker.STEPS.
     for k in a.files:
+        if k.endswith("/key/bias"):
+            assert max(np.abs(a[k]).max(), np.abs(b[k]).max()) <= noise, k
+            continue
         np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
