@@ -133,7 +133,7 @@ def test_run_many_records_errors_and_skips_what_does_not_fit(tmp_path):
 
 def test_cli_lists_sweep_the_product():
     args = benchmark.parse_args(["--model=Ti/16,S/16", "--scan=false,true", "--mode=train,peak"])
-    items = benchmark.plan_from_args(args)
+    items = benchmark.plan.from_args(args)
     assert [(i["model"], i["scan"], i["mode"]) for i in items] == [
         ("Ti/16", False, "train"),
         ("Ti/16", True, "train"),
@@ -157,12 +157,12 @@ def test_imports_without_ml_collections():
 
 
 def test_gpu_script_plans_every_phase_within_its_budget(tmp_path, monkeypatch, capsys):
-    """experiments/gpu_bench --dry_run: the GPU plan (goals, ablations, inference table,
-    extras) with time estimates, nothing run; the summary files are written."""
-    from experiments import gpu_bench
+    """The GPU sweep's --dry_run: the plan (goals, ablations, inference table, extras) with
+    time estimates, nothing run; the summary files are written."""
+    from vit_jax.benchmark import sweep
 
     monkeypatch.setenv("OUT", str(tmp_path))
-    assert gpu_bench.main(["--dry_run"]) == 0
+    assert sweep.main(["--dry_run"]) == 0
     out = capsys.readouterr().out
     for label in ("B/16 b256:", "S/16 b512:", "L/16 b128:", "B/16 b256 scan", "B/16 b256 xla"):
         assert f"train: {label}" in out, label
@@ -245,3 +245,98 @@ def test_side_by_side_errors_are_one_line(tmp_path, capsys):
     # The default config's model is a conv-stem hybrid: the error says what to pass instead.
     assert reference.main([f"--reference_dir={broken}", config]) == 2
     assert "pass --set=model.name=XXS/7" in capsys.readouterr().err
+
+
+def _record(label, ips, *, model="B/16", batch=256, mode="train", group="train", **extra):
+    record = dict(
+        kind=mode, label=label, model=model, batch=batch, mode=mode, group=group, status="ok",
+        images_per_sec=ips, tflops=ips * 1e-3, mfu=0.5, compile_s=40.0, attention="cudnn",
+        scan=False, remat="none",
+    )  # fmt: skip
+    return {**record, **extra}
+
+
+def test_sweep_report_and_decisions_from_records(tmp_path):
+    """The sweep's decisions and summary from given records: the goal table takes each model's
+    best run, the ablations compare with the expected-best guess, the winner is rerun only when
+    it beats the guess by more than 2%."""
+    from vit_jax.benchmark import plan, report
+
+    s = plan.settings(smoke=False, budget_s=None)
+    guess = plan.train_item(s, "B/16")["label"]
+    records = [
+        _record(guess, 4000.0),
+        _record("B/16 b256 scan", 4050.0, scan=True),  # Within 2%: not a winner.
+        _record("S/16 b512", 12000.0, model="S/16", batch=512),
+        _record("Ti/16 b64", 900.0, model="Ti/16", batch=64, mode="inference", group="inference"),
+        {"kind": "train", "label": "L/16 b128", "model": "L/16", "batch": 128, "mode": "train",
+         "group": "train", "status": "skipped", "error": "budget: needs ~90s, 10s left"},
+    ]  # fmt: skip
+    assert plan.b16_winner(records, s, guess) is None
+    records.append(_record("B/16 b256 +lhs", 4600.0, group="extras"))
+    assert plan.b16_winner(records, s, guess)["label"] == "B/16 b256 +lhs"
+    report.write_summary(tmp_path, s, records, peak=(800.0, 8192), phases=[], elapsed_s=1.0)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| B/16 | 256 | cudnn unrolled | 4,600 |" in md and "| 4,500 | yes |" in md
+    assert "| S/16 | 512 | cudnn unrolled | 12,000 |" in md
+    assert "| L/16 | 128 | not measured |" in md
+    assert "| B/16 b256 +lhs | 4,600 | 1.150 |" in md  # 4600 / 4000 against the guess.
+    assert "| Ti/16 | 900 |  |  |" in md
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [g["model"] for g in summary["goals"]] == ["B/16", "S/16"]
+    assert summary["inference"]["Ti/16 b64"] == 900.0 and summary["inference"]["L/16 b64"] is None
+
+
+def test_compile_scale_is_the_median_measured_over_estimated_and_clamped():
+    from vit_jax.benchmark import plan
+
+    assert plan.compile_scale([]) == 1.0
+    recs = [{"compile_s": c, "est_compile_s": 10.0} for c in (5.0, 20.0, 30.0)]
+    assert plan.compile_scale(recs) == 2.0
+    assert plan.compile_scale([{"compile_s": 1000.0, "est_compile_s": 1.0}]) == 4.0
+    assert plan.compile_scale([{"compile_s": 0.01, "est_compile_s": 1.0}]) == 0.3
+
+
+def test_runner_goes_on_after_a_phase_process_dies(tmp_path, monkeypatch):
+    """A phase process that dies mid-item: that item is recorded as crashed, the rest run in a
+    fresh process, cuDNN items switched to XLA after a crash in cuDNN."""
+    from vit_jax.benchmark import plan
+    from vit_jax.benchmark.runner import Runner, append_record
+
+    s = plan.settings(smoke=True, budget_s=None)
+    r = Runner(tmp_path, s)
+    items = [plan.train_item(s, "B/16", tag=t, attention="cudnn") for t in ("a", "b", "c")]
+    calls = []
+
+    def fake_phase(name, args, *, deadline):  # The first process finishes one item, then dies.
+        plan_items = json.loads(pathlib.Path(args[0].removeprefix("--plan=")).read_text())
+        calls.append([(it["label"], it["attention"]) for it in plan_items])
+        if len(calls) > 1:
+            return 0
+        append_record(r.results, {**plan_items[0], "group": name, "status": "ok"})
+        return -11
+
+    monkeypatch.setattr(r, "say", lambda text: None)
+    monkeypatch.setattr(r, "phase", fake_phase)
+    r.plan_phase("train", items, deadline=time.time() + 600)
+    a, b, c = (it["label"] for it in items)
+    assert calls[1] == [(c + " [xla: cuDNN crashed]", "xla")]
+    crashed = [x for x in r.records() if x["status"] == "error"]
+    assert [x["label"] for x in crashed] == [b] and "process died (exit -11)" in crashed[0]["error"]
+
+
+def test_gpu_sweep_smoke_runs_plan_runner_and_report_on_cpu(tmp_path, monkeypatch, capsys):
+    """`gpu_bench.sh --smoke`'s train phase on CPU (tiny models, XLA -O0): the sweep's plan runs
+    in a phase process under the runner, and the report fills the goal and ablation tables."""
+    from vit_jax.benchmark import sweep
+
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    assert sweep.main(["--smoke", "--phases=train"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] * 5, records
+    assert all(r["group"] == "train" and r["attention"] == "xla" for r in records)
+    md = (tmp_path / "summary.md").read_text()
+    for label in ("B/16", "S/16", "L/16"):
+        assert f"| {label} | " in md and "not measured" not in md
+    assert "| B/16 b4 scan [mu/16] |" in md and "| B/16 b4 remat=dots [mu/16] |" in md

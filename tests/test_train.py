@@ -146,9 +146,18 @@ def test_eval_counts_every_example_once(tmp_path):
     for b in data.eval_iterator(c.data, global_batch_size=16):
         images.append(b["image"][b["mask"]])
         labels.append(b["label"][b["mask"]])
-    logits = model.apply({"params": params}, np.concatenate(images))
-    expected = float(np.mean(np.argmax(logits, -1) == np.concatenate(labels)))
-    assert result["accuracy"] == pytest.approx(expected, abs=1e-6)
+    logits = np.asarray(model.apply({"params": params}, np.concatenate(images)))
+    # The eval step is another program (jitted, sharded, batches of 16), so its logits differ
+    # from these by rounding: an example whose label logit is within `tol` of the best other
+    # logit may go either way, every other one must be counted the same.
+    labels = np.concatenate(labels)
+    own = logits[np.arange(len(labels)), labels]
+    margin = own - np.max(
+        np.where(np.eye(logits.shape[-1], dtype=bool)[labels], -np.inf, logits), axis=-1
+    )
+    tol = 1e-4 * max(1.0, float(np.abs(logits).max()))
+    sure, possible = np.mean(margin > tol), np.mean(margin > -tol)
+    assert sure - 1e-6 <= result["accuracy"] <= possible + 1e-6, (result, sure, possible)
 
 
 def test_one_line_errors(tmp_path):
@@ -215,5 +224,13 @@ def test_two_processes_equal_one_process(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
     a, b = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
     assert sorted(a.files) == sorted(b.files) and len(a.files) > 5
+    # The attention key bias's gradient is exactly zero (q·b_k is the same for every key, and
+    # softmax ignores a constant), so each run's key bias is Adam's normalised rounding noise,
+    # which differs between layouts: it is only bounded by Adam's step, lr·(1-β1)/√(1-β2).
+    o = config_lib.base_config().optim
+    noise = 3 * o.lr * (1 - o.b1) / np.sqrt(1 - o.b2)  # 3 steps: mp_worker.STEPS.
     for k in a.files:
+        if k.endswith("/key/bias"):
+            assert max(np.abs(a[k]).max(), np.abs(b[k]).max()) <= noise, k
+            continue
         np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)

@@ -25,13 +25,25 @@ Why it is built this way:
   temporaries), per run, and the allocator's peak from `memory_stats` (GPU), which is per process.
 - The models (and through them ml_collections) are imported lazily, so `import vit_jax.benchmark`
   works where only jax/flax/optax are installed.
+
+One plan, one runner, one report: `plan` (what is measured: the CLI's sweep of list flags and the
+GPU sweep's goals, ablations and estimates), `runner` (plan items under a deadline, in this
+process or one process per phase), `report` (tables, log lines, a sweep's summary), `runs` (one
+configuration built, compiled and timed), `cli` (the command line), `sweep` (the GPU sweep's
+phases, `python -m vit_jax.benchmark.sweep`). The GPU sweep lives here, not beside
+`experiments/`: it is a plan of this package's runs, made of this package's plan, runner and
+report, and must run where only the package and jax/flax/optax are installed (the GPU image);
+`experiments/gpu_bench.sh` is only its one-command launcher there. `reference` runs the
+side-by-side comparison with the original vit_jax.
 """
 
-from vit_jax.benchmark.cli import main, parse_args, plan_from_args
+from vit_jax.benchmark import plan
+from vit_jax.benchmark.cli import main, parse_args
 from vit_jax.benchmark.config import BenchConfig, resolve_attention
 from vit_jax.benchmark.numerics import attention_numerics
 from vit_jax.benchmark.report import check_table, table
-from vit_jax.benchmark.runs import build_model, flops_per_image, run, run_many
+from vit_jax.benchmark.runner import run_many
+from vit_jax.benchmark.runs import build_model, flops_per_image, run
 from vit_jax.benchmark.timing import matmul_peak, measure, timed_loop
 
 __all__ = [
@@ -44,7 +56,7 @@ __all__ = [
     "matmul_peak",
     "measure",
     "parse_args",
-    "plan_from_args",
+    "plan",
     "resolve_attention",
     "run",
     "run_many",

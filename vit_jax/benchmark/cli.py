@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 
 import jax
 
 import vit_jax.benchmark as _package
 from vit_jax import paths
+from vit_jax.benchmark import plan
 from vit_jax.benchmark.attention import attention_timings
 from vit_jax.benchmark.config import MODES
 from vit_jax.benchmark.numerics import attention_numerics
 from vit_jax.benchmark.report import check_table, table
-from vit_jax.benchmark.runs import append_record, environment, run_many
+from vit_jax.benchmark.runner import append_record, run_many
+from vit_jax.benchmark.runs import environment
 from vit_jax.benchmark.timing import default_peak_n, matmul_peak
 
 EXTRA_MODES = ("peak", "check", "attention")
@@ -71,45 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--deadline", type=float, default=None, help="unix time: skip runs that would not fit")
     a("--label", default="", help="name of the run in tables")
     a("--rounds", type=int, default=1, help="run the whole sweep this many times, interleaved")
-    a("--group", default="", help="tag stored in every record (the GPU script's phases)")
+    a("--group", default="", help="tag stored in every record (the GPU sweep's phases)")
     a("--json", default=None, help="write results here (one JSON object per line)")
     a("--append", action="store_true", help="append to --json instead of starting it afresh")
     return p.parse_args(argv)
-
-
-def plan_from_args(args: argparse.Namespace) -> list[dict]:
-    """The cartesian product of the list-valued flags, as plan items (train / inference)."""
-    items = []
-    modes = [m for m in args.mode if m in MODES]
-    for model, batch, mode, scan, remat, attention in itertools.product(
-        args.model, args.batch, modes, args.scan, args.remat, args.attention
-    ):
-        items.append(
-            dict(
-                model=model,
-                batch=batch,
-                mode=mode,
-                dtype=args.dtype,
-                param_dtype=args.param_dtype,
-                image_size=args.image_size,
-                num_classes=args.num_classes,
-                scan=scan,
-                remat=remat,
-                attention=attention,
-                pad_multiple=args.pad_multiple,
-                dropout=args.dropout,
-                optimizer=args.optimizer,
-                steps=args.steps,
-                repeats=args.repeats,
-                warmup=args.warmup,
-                target_s=args.target_s,
-                compile_only=args.compile_only,
-                xla_options=args.xla_options,
-                label=args.label,
-                group=args.group,
-            )
-        )
-    return items
 
 
 def _check_record(r: dict, args: argparse.Namespace, env: dict) -> None:
@@ -181,10 +147,10 @@ def main(argv=None) -> int:
     if "attention" in args.mode:
         _attention(args, env)
     if args.plan:
-        plan = json.loads(paths.read_text(args.plan))
-        items = [{**item, "group": item.get("group") or args.group} for item in plan]
+        loaded = json.loads(paths.read_text(args.plan))
+        items = [{**item, "group": item.get("group") or args.group} for item in loaded]
     else:
-        items = plan_from_args(args) * args.rounds  # Round-robin: drifting load hits all alike.
+        items = plan.from_args(args) * args.rounds  # Round-robin: drifting load hits all alike.
     if items:
         results = run_many(
             items, peaks=peaks, peak_n=args.peak_n, json_path=args.json, deadline=args.deadline

@@ -62,11 +62,39 @@ def _tx(optim: dict):
 
 def build_reference(job: dict):
     """The original VisionTransformer and its data-parallel update step, on synthetic data."""
-    import types
-
     import jax
     import jax.numpy as jnp
-    import optax
+
+    model = _original_model(job)
+    n_dev = jax.local_device_count()
+    b, s, c = job["batch"], job["model"]["image_size"], job["model"]["channels"]
+    classes = job["model"]["num_classes"]
+    key_x, key_y = jax.random.split(jax.random.PRNGKey(job["seed"] + 1))
+    images = jax.random.normal(key_x, (n_dev, b // n_dev, s, s, c))
+    labels = jax.nn.one_hot(jax.random.randint(key_y, (n_dev, b // n_dev), 0, classes), classes)
+    batch = {"image": images, "label": labels}
+    params = jax.jit(
+        lambda: model.init(jax.random.PRNGKey(job["seed"]), jnp.ones((1, s, s, c)), train=False)
+    )()["params"]
+    tx = _tx(job["optim"])
+    update = _original_update(model, tx)
+
+    def replicate(tree):  # flax.jax_utils.replicate, without its deprecated device_put_replicated
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n_dev, *jnp.shape(x))), tree)
+
+    carry = (replicate(params), replicate(tx.init(params)), replicate(jax.random.PRNGKey(0)))
+
+    def step(carry):
+        params, opt_state, rng = carry
+        params, opt_state, _, rng = update(params, opt_state, batch, rng)
+        return params, opt_state, rng
+
+    return step, carry, contextlib.nullcontext()
+
+
+def _original_model(job: dict):
+    """The original's `models_vit.VisionTransformer`, imported from `reference_dir`."""
+    import types
 
     sys.path.insert(0, job["reference_dir"])
     from vit_jax import models_vit  # The original's, from reference_dir.
@@ -74,7 +102,7 @@ def build_reference(job: dict):
     if not models_vit.__file__.startswith(job["reference_dir"]):
         raise RuntimeError(f"imported {models_vit.__file__}, not the reference checkout")
     m = job["model"]
-    model = models_vit.VisionTransformer(
+    return models_vit.VisionTransformer(
         num_classes=m["num_classes"],
         patches=types.SimpleNamespace(size=(m["patch_size"], m["patch_size"])),
         transformer={
@@ -88,20 +116,15 @@ def build_reference(job: dict):
         classifier="token",
         representation_size=None,
     )
-    n_dev = jax.local_device_count()
-    b, s, c = job["batch"], m["image_size"], m["channels"]
-    key_x, key_y = jax.random.split(jax.random.PRNGKey(job["seed"] + 1))
-    images = jax.random.normal(key_x, (n_dev, b // n_dev, s, s, c))
-    labels = jax.nn.one_hot(
-        jax.random.randint(key_y, (n_dev, b // n_dev), 0, m["num_classes"]), m["num_classes"]
-    )
-    batch = {"image": images, "label": labels}
-    params = jax.jit(
-        lambda: model.init(jax.random.PRNGKey(job["seed"]), jnp.ones((1, s, s, c)), train=False)
-    )()["params"]
-    tx = _tx(job["optim"])
 
-    def update_fn(params, opt_state, batch, rng):  # The original's train.make_update_fn body.
+
+def _original_update(model, tx):
+    """The original's `train.make_update_fn`: pmap, one-hot cross-entropy, pmean'd grads."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def update_fn(params, opt_state, batch, rng):
         _, new_rng = jax.random.split(rng)
         dropout_rng = jax.random.fold_in(rng, jax.lax.axis_index("batch"))
 
@@ -117,19 +140,7 @@ def build_reference(job: dict):
         params = optax.apply_updates(params, updates)
         return params, opt_state, jax.lax.pmean(loss, axis_name="batch"), new_rng
 
-    update = jax.pmap(update_fn, axis_name="batch", donate_argnums=(0,))
-
-    def replicate(tree):  # flax.jax_utils.replicate, without its deprecated device_put_replicated
-        return jax.tree.map(lambda x: jnp.broadcast_to(x, (n_dev, *jnp.shape(x))), tree)
-
-    carry = (replicate(params), replicate(tx.init(params)), replicate(jax.random.PRNGKey(0)))
-
-    def step(carry):
-        params, opt_state, rng = carry
-        params, opt_state, _, rng = update(params, opt_state, batch, rng)
-        return params, opt_state, rng
-
-    return step, carry, contextlib.nullcontext()
+    return jax.pmap(update_fn, axis_name="batch", donate_argnums=(0,))
 
 
 def build_ours(job: dict):

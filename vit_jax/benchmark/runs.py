@@ -1,22 +1,15 @@
-"""Building, compiling and timing one configuration; running a plan of them under a deadline."""
+"""Building, compiling and timing one configuration (`run`); the runner runs many."""
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import json
 import os
 import statistics
-import sys
 import time
-import traceback
 import types
-from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
 
-from vit_jax import paths
 from vit_jax.benchmark.config import (
     BenchConfig,
     describe,
@@ -24,8 +17,7 @@ from vit_jax.benchmark.config import (
     resolve_attention,
     uses_cudnn_attention,
 )
-from vit_jax.benchmark.report import rate
-from vit_jax.benchmark.timing import default_peak_n, matmul_peak, measure
+from vit_jax.benchmark.timing import measure
 
 
 def flops_per_image(cfg: BenchConfig) -> float:
@@ -215,77 +207,3 @@ def environment() -> dict:
         "jax_version": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-
-
-def run_many(
-    items: Iterable[dict],
-    *,
-    peaks: dict | None = None,
-    peak_n: int | None = None,
-    json_path: str | None = None,
-    deadline: float | None = None,
-    log: Callable[[str], None] = print,
-) -> list[dict]:
-    """Runs plan items: BenchConfig fields, plus optional estimates 'est_compile_s'/'est_run_s'
-    (seconds) and 'fallback' (overrides with their own estimates, tried when the item does not fit).
-
-    An item whose estimate does not fit before `deadline` (time.time()) is skipped, or replaced by
-    its fallback if that fits; compile estimates are rescaled by how the last compile compared with
-    its estimate. Errors are recorded, not raised, so one failing variant does not end the others.
-    Each record is appended to `json_path` as soon as it exists, so a run cut off later still
-    leaves its results.
-    """
-    peaks = {} if peaks is None else peaks
-    results, scale = [], 1.0
-    for item in items:
-        item, fallback = dict(item), item.get("fallback")
-        item.pop("fallback", None)
-        est = (item.pop("est_compile_s", 0.0), item.pop("est_run_s", 0.0))
-        estimate = est[0] * scale + est[1]
-        left = None if deadline is None else deadline - time.time()
-        if left is not None and estimate > left and fallback:
-            fb = dict(fallback)
-            fb_est = (fb.pop("est_compile_s", est[0]), fb.pop("est_run_s", est[1]))
-            if fb_est[0] * scale + fb_est[1] <= left:
-                item = {**item, **fb, "label": f"{item.get('label', '')} (fallback)".strip()}
-                est, estimate = fb_est, fb_est[0] * scale + fb_est[1]
-        cfg = BenchConfig(**item)
-        name = cfg.label or f"{cfg.model} {cfg.mode} b{cfg.batch}"
-        if left is not None and estimate > left:
-            record = {"kind": cfg.mode, **dataclasses.asdict(cfg), "status": "skipped"}
-            record["error"] = f"budget: needs ~{estimate:.0f}s, {left:.0f}s left"
-        else:
-            log(f"[bench] start {name} (estimate {estimate:.0f}s)")
-            try:
-                if not cfg.compile_only and cfg.dtype not in peaks:
-                    peaks[cfg.dtype] = matmul_peak(dtype=cfg.dtype, n=peak_n or default_peak_n())
-                record = run(cfg, peak=peaks.get(cfg.dtype))
-                if est[0]:
-                    scale = min(max(record["compile_s"] / est[0], 0.25), 4.0)
-            except Exception as e:  # noqa: BLE001 - recorded and reported, the sweep goes on.
-                traceback.print_exc(file=sys.stderr)
-                record = {"kind": cfg.mode, **dataclasses.asdict(cfg), "status": "error"}
-                record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        record.update(est_compile_s=est[0], est_run_s=est[1])
-        gc.collect()  # The run's state, batch and executable go now, before the next run's.
-        log(f"[bench] {name}: {summarize(record)}")
-        append_record(json_path, record)
-        results.append(record)
-    return results
-
-
-def summarize(r: dict) -> str:
-    if r.get("status") == "ok":
-        mfu = f", MFU {r['mfu']:.1%}" if r.get("mfu") is not None else ""
-        return (
-            f"{rate(r['images_per_sec'])} img/s, {r['tflops']:.3g} TFLOP/s{mfu}, "
-            f"compile {r['compile_s']:.1f}s"
-        )
-    if r.get("status") == "compiled":
-        return f"compiled in {r['compile_s']:.1f}s ({r['compile_cpu_s']:.1f} CPU-s)"
-    return f"{r.get('status')}: {r.get('error', '')}"
-
-
-def append_record(path: str | None, record: dict) -> None:
-    if path:
-        paths.append_text(path, json.dumps(record, default=str) + "\n")

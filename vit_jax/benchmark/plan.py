@@ -1,15 +1,18 @@
-"""The GPU benchmark's plan: what is measured (goals, inference table, XLA option sets), the
-settings of a real and a smoke run, time estimates, and the decisions between phases."""
+"""The one plan: what a benchmark run measures, as a list of items (`BenchConfig` fields plus
+time estimates). The CLI's list flags give a cartesian product (`from_args`); the GPU sweep's
+phases give the goals, ablations, inference table and XLA option sets (`Settings`, `train_item`,
+`inference_item`), with the estimates that let one runner keep them inside a deadline."""
 
 from __future__ import annotations
 
 import dataclasses
-import pathlib
+import itertools
+import statistics
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-# model: (batch, goal img/s, timm + torch.compile img/s), one H200, bf16 (the issue's numbers).
+from vit_jax.benchmark.config import MODES
+
+# model: (batch, goal img/s, timm + torch.compile img/s), one H200, bf16.
 GOALS = {"B/16": (256, 4500, 3532), "S/16": (512, 11000, 9212), "L/16": (128, 1400, 1157)}
-REFERENCE = {"B/16": {"original vit_jax": 1341, "timm eager": 2759}}
 INFERENCE_MODELS = ("Ti/16", "S/16", "B/16", "L/16")
 INFERENCE_BATCHES = (64, 256, 1024)
 # Per-compile XLA options tried on B/16 (extras). Defaults otherwise: on one GPU the latency-hiding
@@ -21,15 +24,28 @@ XLA_OPTION_SETS = {
     "lhs": {"xla_gpu_enable_latency_hiding_scheduler": True},
     "no-triton-gemm": {"xla_gpu_enable_triton_gemm": False},  # cuBLAS for every GEMM
 }
-GRACE_S = 15  # After the deadline, a phase process gets this long before it is killed.
-CHECK_CAP_S = 150  # The check phase may not take longer than this.
 RERUN_GAIN = 1.02  # Rerun S/16 and L/16 with the B/16 winner only beyond timing noise.
-PHASES = ("check", "train", "inference", "extras", "rerun")
+SETTING_FLAGS = ("model", "batch", "mode", "scan", "remat", "attention")
+SHARED_FLAGS = (
+    "dtype", "param_dtype", "image_size", "num_classes", "pad_multiple", "dropout", "optimizer",
+    "steps", "repeats", "warmup", "target_s", "compile_only", "xla_options", "label", "group",
+)  # fmt: skip
+
+
+def from_args(args) -> list[dict]:
+    """The cartesian product of the CLI's list-valued flags, as plan items (train / inference)."""
+    shared = {name: getattr(args, name) for name in SHARED_FLAGS}
+    modes = [m for m in args.mode if m in MODES]
+    lists = (args.model, args.batch, modes, args.scan, args.remat, args.attention)
+    return [
+        {**dict(zip(SETTING_FLAGS, values, strict=True)), **shared}
+        for values in itertools.product(*lists)
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What one run of the script measures; `smoke` swaps in tiny models for a CPU dry run."""
+    """What one GPU sweep measures; `smoke` swaps in tiny models for a CPU dry run."""
 
     goals: dict  # label model -> (model actually run, batch)
     image_size: int
@@ -68,6 +84,24 @@ def settings(*, smoke: bool, budget_s: float | None) -> Settings:
     )
 
 
+def train_item(s: Settings, label: str, *, tag: str = "", **settings_) -> dict:
+    model, batch = s.goals[label]
+    name = f"{label} b{batch}" + (f" {tag}" if tag else "")
+    if model != label:
+        name += f" [{model}]"
+    return dict(
+        model=model, batch=batch, mode="train", dtype="bfloat16", image_size=s.image_size,
+        label=name, **s.train_timing, **settings_,
+    )  # fmt: skip
+
+
+def inference_item(s: Settings, model: str, batch: int, *, attention, scan, label) -> dict:
+    return dict(
+        model=model, batch=batch, mode="inference", dtype="bfloat16", image_size=s.image_size,
+        attention=attention, scan=scan, label=label, **s.inference_timing,
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # Estimates (seconds). Compile guesses for a cold H200 compile, rescaled by measurements.
 
@@ -97,21 +131,31 @@ def run_guess(item: dict, *, peak_tflops: float, gflops: dict) -> float:
     return t + item["steps"] * item["repeats"] * step_s
 
 
-def train_item(s: Settings, label: str, *, tag: str = "", **settings_) -> dict:
-    model, batch = s.goals[label]
-    name = f"{label} b{batch}" + (f" {tag}" if tag else "")
-    if model != label:
-        name += f" [{model}]"
-    return dict(
-        model=model,
-        batch=batch,
-        mode="train",
-        dtype="bfloat16",
-        image_size=s.image_size,
-        label=name,
-        **s.train_timing,
-        **settings_,
-    )
+def compile_scale(records: list[dict]) -> float:
+    """Median measured ÷ estimated compile time of the records so far (1 before any), clamped
+    to [0.3, 4]: the one correction both the phase planner and the in-process runner apply."""
+    ratios = [
+        r["compile_s"] / r["est_compile_s"]
+        for r in records
+        if r.get("compile_s") and r.get("est_compile_s")
+    ]
+    return min(max(statistics.median(ratios), 0.3), 4.0) if ratios else 1.0
+
+
+def gflops_per_image(s: Settings) -> dict:
+    """GFLOP per image for every (model, mode) the plan can run (for run-time estimates)."""
+    from vit_jax import flops  # Deferred: pulls in the model registry.
+
+    out = {}
+    for m in {m for m, _ in s.goals.values()} | set(s.inference_models):
+        macs = flops.macs(m, image_size=s.image_size)
+        out[(m, "train")] = 6 * macs / 1e9
+        out[(m, "inference")] = 2 * macs / 1e9
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions between phases, from the records so far.
 
 
 def check_crashed(phases: list[dict]) -> bool:
@@ -127,33 +171,23 @@ def check_ok(checks: list[dict], attention: str, pad: int) -> bool:
     )
 
 
-def b16_winner(records: list[dict], s: Settings, guess_label: str) -> dict | None:
-    """The fastest B/16 training run (train + extras phases) if it beats the guess by > 2%."""
+def b16_runs(records: list[dict], s: Settings, *, groups=None) -> list[dict]:
+    """The B/16 training runs at the goal's batch (in the given phases; None: all)."""
     model, batch = s.goals["B/16"]
-    runs = [
+    return [
         x
         for x in records
-        if x.get("kind") == "train"
-        and x.get("status") == "ok"
-        and x.get("model") == model
-        and x.get("batch") == batch
-        and x.get("group") in ("train", "extras")
-    ]
+        if x.get("kind") == "train" and x.get("model") == model and x.get("batch") == batch
+        and (groups is None or x.get("group") in groups)
+    ]  # fmt: skip
+
+
+def b16_winner(records: list[dict], s: Settings, guess_label: str) -> dict | None:
+    """The fastest B/16 training run (train + extras phases) if it beats the guess by > 2%."""
+    runs = b16_runs(records, s, groups=("train", "extras"))
+    runs = [x for x in runs if x.get("status") == "ok"]
     guess = next((x for x in runs if x.get("label") == guess_label), None)
     if guess is None:
         return None
     best = max(runs, key=lambda x: x["images_per_sec"])
     return best if best["images_per_sec"] > RERUN_GAIN * guess["images_per_sec"] else None
-
-
-def gflops_per_image(s: Settings) -> dict:
-    """GFLOP per image for every (model, mode) the plan can run (for run-time estimates)."""
-    from vit_jax import flops
-
-    out = {}
-    models = {m for m, _ in s.goals.values()} | set(s.inference_models) | {s.goals["B/16"][0]}
-    for m in models:
-        macs = flops.macs(m, image_size=s.image_size)
-        out[(m, "train")] = 6 * macs / 1e9
-        out[(m, "inference")] = 2 * macs / 1e9
-    return out
