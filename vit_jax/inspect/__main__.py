@@ -15,7 +15,9 @@ import numpy as np
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m vit_jax.inspect", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m vit_jax.inspect", description=__doc__.split("\n")[0]
+    )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--workdir", help="a finished `python -m vit_jax.main` run")
     where.add_argument("--weights", help="an .npz / .safetensors / Orbax checkpoint")
