@@ -104,5 +104,6 @@ def translation(result: dict, *, title: str, path: str) -> str:
     ax.plot(result["shift"], result["accuracy"], "o-", label="top-1 accuracy")
     ax.plot(result["shift"], result["agreement"], "s--", label="agreement with unshifted")
     ax.set(xlabel="shift (pixels)", ylabel="fraction", title=title, ylim=(0, 1.02))
+    ax.set_xticks(result["shift"])
     ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
