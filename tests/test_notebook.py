@@ -39,7 +39,9 @@ def test_colab_notebook_runs_on_a_tiny_run(tmp_path, monkeypatch):
     assert "classes: ('class0', 'class1', 'class2')" in text
     assert "4 images -> (4, 16, 16, 1)" in text and "attention maps: (1, 4, 2, 17, 17)" in text
     assert "0.png [('class" in text  # Predictions carry class names.
-    assert len(images) == 2  # Predictions and attention plots.
+    assert "mean attention distance (px), layer x head: [[" in text  # mu/4: one layer.
+    assert "agreement under shifts of [0, 1, 2, 3, 4] px: [1.0," in text
+    assert len(images) == 2 + 5  # Predictions, attention; inspect's five figures.
 
 
 def test_colab_extra_loads_and_inspects_a_run_without_tensorflow():

@@ -58,7 +58,7 @@ class Classifier:
             weights.model, num_classes=self.num_classes or None, **weights.overrides
         )
         abstract = interop.abstract_params(self.module, self.image_size, self.channels)
-        grid = self.image_size // interop.stride(weights.model, self.spec.classifier)
+        grid = models.registry.grid_side(self.spec, self.image_size)  # Tokens along a side.
         params = interop.fit(  # Features only (no head): fit drops the stored one.
             weights.params,
             abstract,
@@ -162,19 +162,16 @@ def _encoder_maps(attention):
 
 def attention_rollout(maps: np.ndarray, *, num_prefix_tokens: int = 1) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema 2020; ViT paper Fig. 6): [layers, B, H, T, T] →
-    [B, h, w] map of how much the class token draws from each patch, through all layers."""
-    maps = np.asarray(maps, np.float64).mean(axis=2)  # Heads averaged: [layers, B, T, T].
-    eye = np.eye(maps.shape[-1])
-    joint = np.broadcast_to(eye, maps.shape[1:]).copy()
-    for layer in maps:
-        a = 0.5 * layer + 0.5 * eye  # The residual path.
-        a /= a.sum(-1, keepdims=True)
-        joint = a @ joint
-    cls = joint[:, 0, num_prefix_tokens:]
-    side = int(round(cls.shape[-1] ** 0.5))
-    return (cls / cls.max(-1, keepdims=True)).reshape(-1, side, side)
+    [B, h, w] map of how much the class token (without one: every token, on average) draws from
+    each patch through all layers, scaled to max 1. See `vit_jax.inspect.attention`."""
+    from vit_jax.inspect import attention
+
+    joint = attention.rollout(maps)
+    return attention.token_map(joint, num_prefix_tokens=num_prefix_tokens)
 
 
 def _channels(params) -> int:
-    kernel = params.get("conv_root/kernel", params["embedding/kernel"])
+    kernel = (
+        params["conv_root/kernel"] if "conv_root/kernel" in params else params["embedding/kernel"]
+    )
     return int(kernel.shape[2])
