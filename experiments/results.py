@@ -38,6 +38,7 @@ COLUMNS = (
     "total_steps",
     "batch_size",
     "train_split",
+    "train_examples",
     "lr",
     "seed",
 )
@@ -49,19 +50,24 @@ def train_flops(*, macs_per_image: float, images_seen: float) -> float:
 
 
 @functools.cache
-def _dataset_shape(data_items: tuple) -> tuple[int, int]:
-    """(num_classes, channels) of a dataset, from the data pipeline (cached: sweeps repeat it)."""
+def _dataset_info(data_items: tuple):
+    """The data pipeline's DatasetInfo of a data config (cached: sweeps repeat it)."""
     import ml_collections
 
     from vit_jax import data
 
-    info = data.dataset_info(ml_collections.ConfigDict(dict(data_items)))
-    return int(info.num_classes), int(info.channels)
+    return data.dataset_info(ml_collections.ConfigDict(dict(data_items)))
+
+
+def dataset_info(data_config):
+    items = tuple(sorted((k, _hashable(v)) for k, v in data_config.to_dict().items()))
+    return _dataset_info(items)
 
 
 def dataset_shape(data_config) -> tuple[int, int]:
-    items = tuple(sorted((k, _hashable(v)) for k, v in data_config.to_dict().items()))
-    return _dataset_shape(items)
+    """(num_classes, channels) of the config's dataset."""
+    info = dataset_info(data_config)
+    return int(info.num_classes), int(info.channels)
 
 
 def _hashable(v):
@@ -157,6 +163,7 @@ def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") 
         "total_steps": c.total_steps,
         "batch_size": c.batch_size,
         "train_split": c.data.train_split,
+        "train_examples": int(dataset_info(c.data).num_train),  # The subset's size, or all.
         "lr": c.optim.lr,
         "seed": c.seed,
     }
