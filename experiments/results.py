@@ -134,6 +134,8 @@ def final_eval(metrics: list[dict]) -> dict[str, Any]:
     out = {"accuracy": float(last["accuracy"]), "final_step": int(last.get("step", 0))}
     if "params" in last:
         out["params"] = int(last["params"])
+    if "eval_examples" in last:  # The test-set size: the accuracy's binomial noise.
+        out["eval_examples"] = int(last["eval_examples"])
     for m in evals:
         out.update({k: float(v) for k, v in m.items() if k.startswith("fewshot_")})
     return out

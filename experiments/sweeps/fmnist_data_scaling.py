@@ -2,7 +2,8 @@ r"""The data-size study: ViT vs ResNet vs hybrid as the training set grows (Fash
 
   python -m experiments.run --sweep=experiments/sweeps/fmnist_data_scaling.py \
       --workdir=runs/data_scaling --parallel=2
-  python -m experiments.run --sweep=experiments/sweeps/fmnist_data_scaling.py --workdir=/tmp/d --smoke
+  python -m experiments.run --sweep=experiments/sweeps/fmnist_data_scaling.py \
+      --workdir=/tmp/d --smoke
 
 The paper's Fig. 3/4 in miniature: two models per family, each trained on class-balanced, nested
 subsets of Fashion-MNIST's train split (`data.train_examples`) spanning 32×, evaluated on the
