@@ -64,6 +64,11 @@ def dataset_info(data_config):
     return _dataset_info(items)
 
 
+def train_examples(data_config) -> int:
+    """Examples trained on: the class-balanced subset's size, or the whole train split's."""
+    return int(data_config.train_examples or dataset_info(data_config).num_train)
+
+
 def dataset_shape(data_config) -> tuple[int, int]:
     """(num_classes, channels) of the config's dataset."""
     info = dataset_info(data_config)
@@ -165,7 +170,7 @@ def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") 
         "total_steps": c.total_steps,
         "batch_size": c.batch_size,
         "train_split": c.data.train_split,
-        "train_examples": int(dataset_info(c.data).num_train),  # The subset's size, or all.
+        "train_examples": train_examples(c.data),
         "lr": c.optim.lr,
         "seed": c.seed,
     }

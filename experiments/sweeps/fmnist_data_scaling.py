@@ -35,12 +35,20 @@ def get_sweep(arg=None) -> Sweep:
         arg, images=6_400, lr=3e-3, seed=0, batch=32, sizes="", source="arrays"
     )
     sizes = tuple(int(s) for s in args.sizes.split("-")) if args.sizes else SIZES
+    return study(MODELS, sizes=sizes, args=args)
+
+
+def study(models: dict, *, sizes, args, checkpoint_every: int = 200) -> Sweep:
+    """Every model of `models` (family → names) at every size; `args` as get_sweep parses them.
+
+    Shared with the accelerator version, which passes more models, sizes and images.
+    """
     steps = -(-args.images // args.batch)
     base = config_lib.base_config()
     base.batch_size = args.batch
     base.total_steps = steps
     base.eval_every = 0  # Only the final eval, on the full test set.
-    base.checkpoint_every = 200
+    base.checkpoint_every = checkpoint_every
     base.keep_checkpoints = 1
     base.log_every = 50
     base.progress_bar = False
@@ -56,10 +64,10 @@ def get_sweep(arg=None) -> Sweep:
     base.optim.weight_decay = 0.05
     base.optim.warmup_steps = max(1, steps // 10)
     base.seed = args.seed
-    models = points(*({"model.name": m} for family in MODELS.values() for m in family))
+    names = points(*({"model.name": m} for family in models.values() for m in family))
     return Sweep(
         base=base,
-        axes=product(models, axis("data.train_examples", sizes)),
+        axes=product(names, axis("data.train_examples", sizes)),
         # Smoke: one model per family at two sizes 30× apart, a few steps, a slice of the test set.
         smoke_axes=product(
             points({"model.name": "mu/7"}, {"model.name": "R11-w8"}, {"model.name": "R11-w8+mu/4"}),
