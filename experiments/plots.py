@@ -42,7 +42,7 @@ def plot_vs(
     path = pathlib.Path(path)
     x = np.array([r[x_key] for r in rows], float)
     err = np.array([1.0 - r["accuracy"] for r in rows], float)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.4, 4.8), dpi=110)
     by_family = defaultdict(list)
     for i, r in enumerate(rows):
         by_family[r.get("family", "vit")].append(i)
