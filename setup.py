@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "safetensors>=0.4",
+    "scikit-learn>=1.3",  # Ships the digits: the studies' offline transfer task (data/digits.py).
 ]
 
 EXTRAS = {

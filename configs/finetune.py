@@ -6,8 +6,8 @@ r"""Fine-tuning as in the ViT paper's Table 4 (CIFAR-10/100, ImageNet at 384px).
 Recipe: SGD momentum 0.9, batch 512, no weight decay, global-norm clip 1.0, 500 warm-up steps,
 cosine decay, 384px (position embeddings resampled to the new grid), a fresh zero head.
 Steps: ImageNet 20k, CIFAR 10k; lr from {0.001, 0.003, 0.01, 0.03} (the paper's sweep).
-The 28×28 grey datasets (mnist, kmnist, fashion_mnist: the scaling studies' transfer targets)
-default to res=28, a padded random crop and 500 steps at lr 0.01.
+The 28×28 grey datasets (digits — scikit-learn's, offline —, mnist, kmnist, fashion_mnist: the
+scaling studies' transfer targets) default to res=28, a padded random crop and 500 steps at lr 0.01.
 Expected (paper Table 2/5, from ImageNet-21k B/16): CIFAR-10 ~98.9%, CIFAR-100 ~92%, ImageNet ~84%.
 """
 
@@ -20,12 +20,13 @@ _DATASETS = {  # name: (train split, eval split, steps, lr)
     "oxford_iiit_pet": ("train[:90%]", "test", 500, 0.003),
     "oxford_flowers102": ("train[:90%]", "test", 500, 0.003),
     # 28×28 grey transfer targets of the Fashion-MNIST studies (experiments/sweeps).
+    "digits": ("train", "test", 500, 0.01),  # vit_jax/data/digits.py: 1,297 / 500 images.
     "mnist": ("train", "test", 500, 0.01),
     "kmnist": ("train", "test", 500, 0.01),
     "fashion_mnist": ("train", "test", 500, 0.01),
 }
 # Small images: a padded random crop instead of the inception crop; no flips for characters.
-_SMALL = {"mnist": False, "kmnist": False, "fashion_mnist": True}  # name: flip
+_SMALL = {"digits": False, "mnist": False, "kmnist": False, "fashion_mnist": True}  # name: flip
 
 
 def get_config(arg=None):

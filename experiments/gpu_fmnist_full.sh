@@ -5,6 +5,8 @@
 # Prepare here once (both paths are git-ignored through .git/info/exclude; see the device README):
 #   mkdir -p .data && cp /usr/share/datasets/fashion-mnist/*.gz .data/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl ml_collections
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux2014_x86_64 -d .whl scikit-learn   # only its digits file is read
 # Then, on the device: run(command="bash experiments/gpu_fmnist_full.sh", carry=[".data", ".whl"])
 # Env: ONLY (regex of point names, default the 48k-step XS/4), SWEEP_ARGS (e.g. steps=2000 for a
 # rehearsal), OUT (results: results.jsonl, summary.md, the points' metrics and logs, flat).
@@ -13,14 +15,15 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/gpu_fmnist_full}"
 PYTHON="${PYTHON:-python3}"
-if [ -d .whl ] && ! "$PYTHON" -c "import ml_collections" 2>/dev/null; then
+has() { "$PYTHON" -c "import importlib.util as u, sys; sys.exit(not u.find_spec('$1'))"; }
+if [ -d .whl ] && ! { has ml_collections && has sklearn; }; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 SRC=/usr/share/datasets/fashion-mnist
 if [ ! -d "$SRC" ] && [ -d .data ]; then mkdir -p "$SRC" && cp .data/*.gz "$SRC"/; fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
-sweep="experiments/sweeps/fmnist_scaling_full.py:source=arrays,transfer=${SWEEP_ARGS:+,$SWEEP_ARGS}"
+sweep="experiments/sweeps/fmnist_scaling_full.py:source=arrays,transfer=digits${SWEEP_ARGS:+,$SWEEP_ARGS}"
 status=0
 "$PYTHON" -m experiments.run --sweep="$sweep" --workdir="$OUT/w" \
   --only="${ONLY:-^ViT-XS4_steps48000}" || status=$?

@@ -475,7 +475,10 @@ def test_full_study_smoke_runs_the_transfer_stage_through_the_engine(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (row,) = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
     assert row["status"] == "ok" and 0.0 <= row["finetune_accuracy"] <= 1.0
+    # The offline transfer task (scikit-learn's digits) in both probes: no download anywhere.
+    assert row["finetune_dataset"] == "digits" and 0.0 <= row["fewshot_10shot"] <= 1.0
     ft = workdir / row["name"] / "finetune"
+    assert json.loads((ft / "config.json").read_text())["data"]["train_split"] == "train"
     assert json.loads((ft / "config.json").read_text())["init_from"]["path"] == str(
         workdir / row["name"]
     )  # The engine got the point's weights through the command line.

@@ -11,16 +11,22 @@ XS/4 reaches 90.0% after 8k steps (lr 1e-3) and 91.8% after 20k steps (lr 2e-3);
 steps is extrapolated, not yet measured. `bash experiments/gpu_fmnist_full.sh` runs the 48k-step
 XS/4 point through this runner and the engine on a GPU image without TensorFlow (source=arrays).
 Transfer (paper §4.1 and Table 6's fine-tuned columns): every point's frozen features get the
-few-shot linear probe on another dataset (`transfer`, default MNIST via TFDS: accelerator
-machines have the network), and its weights are fine-tuned there by configs/finetune.py (SGD,
-zero head, 500 steps on 10% of the train split); rows get fewshot_{k}shot and finetune_accuracy.
-Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch, transfer ('' = none),
-source (tfds | arrays: no TensorFlow needed, e.g. on a bare GPU image; use with transfer=).
+few-shot linear probe on another dataset (`transfer`), and its weights are fine-tuned there by
+configs/finetune.py (SGD, zero head, 500 steps). The default, `digits` (scikit-learn's 1,797
+handwritten digits at 28×28, vit_jax/data/digits.py), needs no network: fine-tuned on its whole
+1,297-image train split. `transfer=mnist` uses TFDS's MNIST (a download; 10% of its train split).
+Rows get fewshot_{k}shot and finetune_accuracy.
+Arguments (`:k=v,...`): steps (the longer length), lr, seed, batch, transfer ('' = none;
+digits | mnist | kmnist), source (tfds | arrays: no TensorFlow needed, e.g. on a bare GPU image).
 """
 
 from experiments.sweep import Finetune, Sweep, load_config, points, product
 from experiments.sweeps import fmnist_scaling
 from vit_jax import config_lib
+from vit_jax.data import arrays
+
+OFFLINE = arrays.NUMPY_ONLY  # Transfer datasets every machine has (no download).
+_WHOLE_FEWSHOT = {"fewshot.train_split": "train", "fewshot.eval_split": "test"}
 
 MODELS = {
     "vit": fmnist_scaling.MODELS["vit"] + ("XS/7", "XS/4", "Ti/4"),
@@ -31,7 +37,7 @@ MODELS = {
 
 def get_sweep(arg=None) -> Sweep:
     args = config_lib.parse_arg(
-        arg, steps=48000, lr=2e-3, seed=0, batch=128, transfer="mnist", source="tfds"
+        arg, steps=48000, lr=2e-3, seed=0, batch=128, transfer="digits", source="tfds"
     )
     small = fmnist_scaling.get_sweep(
         f"lr={args.lr},seed={args.seed},batch={args.batch},source={args.source}"
@@ -42,8 +48,11 @@ def get_sweep(arg=None) -> Sweep:
     base.data.flip = True
     base.checkpoint_every = 2000
     base.log_every = 200
+    smoke_overrides = dict(small.smoke_overrides)
     if args.transfer:
         base.fewshot.dataset = args.transfer
+        if args.transfer in OFFLINE:  # The smoke probe can read the real transfer data.
+            smoke_overrides.update({"fewshot.dataset": args.transfer, **_WHOLE_FEWSHOT})
     return Sweep(
         base=base,
         axes=product(
@@ -56,27 +65,26 @@ def get_sweep(arg=None) -> Sweep:
             ),
         ),
         smoke_axes=small.smoke_axes,
-        smoke_overrides=small.smoke_overrides,
+        smoke_overrides=smoke_overrides,
         finetune=transfer_stage(args.transfer, batch=args.batch) if args.transfer else None,
     )
 
 
 def transfer_stage(dataset: str, *, batch: int) -> Finetune:
-    """Fine-tuning on 10% of `dataset`'s train split (low-data transfer), evaluated on its test."""
+    """Low-data fine-tuning on `dataset` (digits: its 1,297 train images; others: 10% of the
+    train split), evaluated on its test split."""
+    smoke = {"total_steps": 10, "optim.warmup_steps": 1}
+    if dataset not in OFFLINE:  # Offline, tiny: the data the smoke run already reads.
+        smoke.update({"data.name": "fashion_mnist", "data.train_split": "train[:5%]",
+                      "data.eval_split": "test[:5%]"})  # fmt: skip
     return Finetune(
         base=load_config(f"configs/finetune.py:dataset={dataset},batch={batch}"),
         overrides={
-            "data.train_split": "train[:10%]",
+            "data.train_split": "train" if dataset in OFFLINE else "train[:10%]",
             "eval_every": 0,
             "checkpoint_every": 0,
             "keep_checkpoints": 1,
             "progress_bar": False,
         },
-        smoke_overrides={  # Offline, tiny: the data the smoke run already reads.
-            "data.name": "fashion_mnist",
-            "data.train_split": "train[:5%]",
-            "data.eval_split": "test[:5%]",
-            "total_steps": 10,
-            "optim.warmup_steps": 1,
-        },
+        smoke_overrides=smoke,
     )

@@ -6,8 +6,9 @@
 
 `config.data.source` picks the path: 'tfds' and 'folder' go through tf.data (`pipeline`);
 'arrays' (the MNIST family's IDX files) through numpy alone (`arrays`), so a run on it imports
-neither TensorFlow nor TFDS. Fashion-MNIST needs no network either way: `fashion_mnist.prepare()`
-builds TFDS's `fashion_mnist` from Debian's dataset-fashion-mnist files on first use.
+neither TensorFlow nor TFDS; `digits` (scikit-learn's, no TFDS form) is read there under any
+source. Fashion-MNIST needs no network either way: `fashion_mnist.prepare()` builds TFDS's
+`fashion_mnist` from Debian's dataset-fashion-mnist files on first use.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ __all__ = [
 ]
 
 
+def _numpy(data_config) -> bool:
+    """Whether numpy serves this dataset: source='arrays', or a dataset with no TFDS form."""
+    return data_config.source == "arrays" or data_config.name in arrays.NUMPY_ONLY
+
+
 def _path(data_config):
     """The module that serves the config's source: numpy arrays, or tf.data (imported late)."""
-    if data_config.source == "arrays":
+    if _numpy(data_config):
         return arrays
     from vit_jax.data import pipeline
 
@@ -39,7 +45,7 @@ def _path(data_config):
 
 def dataset_info(data_config) -> DatasetInfo:
     """Classes, channels and split sizes of the config's dataset (prepares only Fashion-MNIST)."""
-    if data_config.source != "arrays":
+    if not _numpy(data_config):
         from vit_jax.data import sources
 
         return sources.dataset_info(data_config)
@@ -76,7 +82,7 @@ def num_eval_batches(
     """Batches every process yields for `split`: enough for the largest process slice."""
     batch = local_batch_size(global_batch_size, process_count)
     split = split or data_config.eval_split
-    if data_config.source == "arrays":
+    if _numpy(data_config):
         sizes = arrays.host_sizes(data_config, split, process_count=process_count)
     else:
         from vit_jax.data import sources

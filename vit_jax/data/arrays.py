@@ -1,9 +1,10 @@
 """A numpy-only input path for small datasets held in memory (`config.data.source='arrays'`).
 
 For the MNIST family stored as IDX files (Fashion-MNIST from Debian's package by default; MNIST,
-KMNIST from `config.data.root`): no TensorFlow, no TFDS. It exists for machines where those are
-missing or lag behind (a GPU image, a new Python), and for runs where a tf.data runtime is more
-machinery than 47 MB of pixels need.
+KMNIST from `config.data.root`) and scikit-learn's bundled digits (`digits`, 28×28 like MNIST; it
+has no TFDS form, so it is read here whatever `data.source` says): no TensorFlow, no TFDS. It
+exists for machines where those are missing or lag behind (a GPU image, a new Python), and for
+runs where a tf.data runtime is more machinery than 47 MB of pixels need.
 
 The same contract as `pipeline`: batch `step` of process `p` is a pure function of (seed, p, step)
 (per-epoch permutations and per-step augmentation from numpy's counter-based generator), so
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from vit_jax import config_lib
-from vit_jax.data import fashion_mnist, subset
+from vit_jax.data import digits, fashion_mnist, subset
 from vit_jax.data.common import even_bounds
 
 # name: (default root, class names); the four IDX files as fashion_mnist.SPLIT_FILES names them.
@@ -43,7 +44,10 @@ DATASETS = {
     ),  # fmt: skip
     "mnist": (None, tuple(str(i) for i in range(10))),
     "kmnist": (None, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+    "digits": (None, digits.CLASS_NAMES),
 }
+# Datasets with no TFDS form: read by this module under any `data.source`.
+NUMPY_ONLY = ("digits",)
 _SPLIT = re.compile(r"^(?P<name>\w+)(\[(?P<start>-?[\d.]+%?)?:(?P<stop>-?[\d.]+%?)?\])?$")
 _CACHE: dict = {}
 
@@ -75,24 +79,33 @@ def load(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
     name = split_bounds(split, 0)[0]  # The split's name (and a checked format) before its size.
     if name not in fashion_mnist.SPLIT_FILES:
         raise ArraysError(f"split {split!r}: the arrays source has 'train' and 'test'")
-    key = (root, name)
+    key = (data_config.name, root, name)
     if key not in _CACHE:
-        try:
-            _CACHE[key] = fashion_mnist.read_split(root, name)
-        except FileNotFoundError as e:
-            raise ArraysError(f"config.data.root={root!r}: {e.strerror}: {e.filename}") from None
+        _CACHE[key] = _read(data_config.name, root, name)
     images, labels = _CACHE[key]
     _, start, stop = split_bounds(split, len(labels))
     return images[start:stop], labels[start:stop].astype(np.int32)
 
 
-def _root(data_config) -> str:
+def _read(dataset: str, root: str | None, split_name: str):
+    if dataset in NUMPY_ONLY:
+        try:
+            return digits.read_split(split_name)
+        except FileNotFoundError as e:
+            raise ArraysError(f"config.data.name={dataset!r}: {e}") from None
+    try:
+        return fashion_mnist.read_split(root, split_name)
+    except FileNotFoundError as e:
+        raise ArraysError(f"config.data.root={root!r}: {e.strerror}: {e.filename}") from None
+
+
+def _root(data_config) -> str | None:
     if data_config.name not in DATASETS:
         raise ArraysError(
             f"config.data.name={data_config.name!r}: the arrays source reads {tuple(DATASETS)}"
         )
     root = data_config.root or DATASETS[data_config.name][0]
-    if not root:
+    if not root and data_config.name not in NUMPY_ONLY:
         raise ArraysError(
             f"config.data.root: the directory with {data_config.name}'s four IDX files is needed"
         )
