@@ -13,9 +13,9 @@ the number of distinct images varies: the smallest subset is seen 64 times, the 
 The report (experiments.data_size) plots accuracy against training-set size per family and says
 whether the CNN–ViT gap shrinks, holds or flips as the data grows.
 
-Measured (experiments/README.md): 16 of 24 points in 48 min under a load of 10–25 (667 CPU-s,
-≈ 11 min idle for all 24 by estimate). ResNet R11-w8 trails the best ViT by ~11 points at every
-size (the gap holds), but no family gains from more data at this budget: 200 steps measure
+Measured (experiments/README.md): 24 points in 59 min under a load of 10–25 (1,210 CPU-s,
+≈ 10 min idle by estimate). The ResNets trail the best ViT by ~10 points at every size (the
+gap holds), but no family gains from more data at this budget: 200 steps measure
 learning speed; mu/7 at `:images=25600` does gain (60.1% → 66.4% from 100 to 3,200 images).
 Arguments (`:k=v,...`): images, lr, seed, batch, sizes ('400-1600-...'), source (tfds | arrays).
 The accelerator version, with more sizes up to the full 60,000 and longer training, is
