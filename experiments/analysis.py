@@ -4,8 +4,11 @@
     python -m experiments.analysis --paper [--out=DIR]      # the ViT paper's Table 6, same code
 
 The law is Zhai et al. (2022)'s E(C) = a·(C + d)^(−b) + c, fit on the compute-optimal frontier only
-(off-frontier runs are under- or over-sized for their compute and would bend the fit). c is the
-irreducible error; d shifts the low-compute end, where small runs saturate near chance.
+(off-frontier runs are under- or over-sized for their compute and would bend the fit), and on each
+family's own frontier. c is the irreducible error; d shifts the low-compute end, where small runs
+saturate near chance. experiments.powerlaw keeps every fit overdetermined and gives each constant
+a standard error; where the points are too few there is no fit and no curve, and the summary
+says so.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import csv
 import json
 import pathlib
 import sys
-import warnings
 
 import numpy as np
-from scipy import optimize
 
+from experiments import powerlaw
+from experiments.powerlaw import fit_power_law, saturating_power_law  # noqa: F401 (re-exported)
 from vit_jax import paths
 
 PAPER_TABLE = pathlib.Path(__file__).with_name("paper_table6.csv")
@@ -40,66 +43,6 @@ def pareto_frontier(compute, error) -> np.ndarray:
             keep.append(i)
             best = error[i]
     return np.asarray(keep, dtype=int)
-
-
-def saturating_power_law(c, a, b, irreducible, d):
-    """E(C) = a·(C + d)^(−b) + c."""
-    return a * np.power(np.asarray(c, float) + d, -b) + irreducible
-
-
-def fit_power_law(compute, error) -> dict[str, float] | None:
-    """Fits E(C) = a·(C + d)^(−b) + c in log space; None with fewer than 2 points.
-
-    Compute is rescaled to start at 1 for conditioning; several starts (c from 0 to just under
-    min E, d from 0 to the data's scale) guard against local minima. With 3 points d is fixed at
-    0, with 2 also c: a law with more constants than points would fit anything.
-    """
-    c_, e = np.asarray(compute, float), np.asarray(error, float)
-    if len(c_) < 2 or np.any(c_ <= 0) or np.any(e <= 0):
-        return None
-    scale = c_.min()
-    x, log_e = c_ / scale, np.log(e)
-    free_c, free_d = len(x) >= 3, len(x) >= 4
-    best = None
-    for c0 in (0.0, 0.3, 0.6, 0.9) if free_c else (0.0,):
-        for d0 in (0.0, 0.3, 3.0) if free_d else (0.0,):
-            fit = _fit_from(x, log_e, c0=c0 * e.min(), d0=d0, free_c=free_c, free_d=free_d)
-            if fit is not None and (best is None or fit[1] < best[1]):
-                best = fit
-    if best is None:
-        return None
-    (a, b, irreducible, d), sse = best
-    # Back to the caller's units: a·(x + d)^−b = a·s^b·(C + d·s)^−b.
-    return {
-        "a": float(a * scale**b),
-        "b": float(b),
-        "c": float(irreducible),
-        "d": float(d * scale),
-        "rmse_log": float(np.sqrt(sse / len(x))),
-        "points": len(x),
-    }
-
-
-def _fit_from(x, log_e, *, c0, d0, free_c, free_d):
-    e = np.exp(log_e)
-    slope, intercept = np.polyfit(np.log(x + d0), np.log(np.maximum(e - c0, 1e-12)), 1)
-    b0 = float(np.clip(-slope, 1e-3, 4.0))
-    p0 = [float(intercept), b0, c0, d0]
-    lo = [-50.0, 0.0, 0.0, 0.0]
-    hi = [50.0, 5.0, float(e.min()) * 0.999 if free_c else 1e-12, 10 * x.max() if free_d else 1e-12]
-    p0 = list(np.clip(p0, lo, hi))
-
-    def model(x, log_a, b, c, d):
-        return np.log(np.exp(log_a) * np.power(x + d, -b) + c)
-
-    try:
-        with warnings.catch_warnings():  # As many constants as points: no covariance, fine.
-            warnings.simplefilter("ignore", optimize.OptimizeWarning)
-            p, _ = optimize.curve_fit(model, x, log_e, p0=p0, bounds=(lo, hi), maxfev=20_000)
-    except (RuntimeError, ValueError):
-        return None
-    sse = float(np.sum((model(x, *p) - log_e) ** 2))
-    return (np.exp(p[0]), p[1], p[2], p[3]), sse
 
 
 def load_rows(path) -> list[dict]:
@@ -141,22 +84,47 @@ def analyze(rows, out_dir, *, title: str = "", x_key: str = "train_exaflops", st
     error = np.array([1.0 - r["accuracy"] for r in done], float)
     front = pareto_frontier(compute, error) if done else np.array([], int)
     fit = fit_power_law(compute[front], error[front]) if len(front) else None
+    families = family_fits(done, x_key=x_key)
     written = [
         plots.plot_vs(
-            done, out_dir / f"{stem}.png", x_key=x_key, frontier=front, fit=fit, title=title
+            done, out_dir / f"{stem}.png", x_key=x_key, frontier=front, fit=fit, title=title,
+            family_fits={f: v["fit"] for f, v in families.items()},
         )
-    ]
+    ]  # fmt: skip
     for key in ("params", "images_seen"):
         if done and all(r.get(key) for r in done):
             written.append(plots.plot_vs(done, out_dir / f"{key}.png", x_key=key, title=title))
     summary = markdown_summary(done, front=front, fit=fit, x_key=x_key, title=title)
+    summary += "".join(
+        f"\n{powerlaw.describe(v['fit'], points=v['points'], x_key=x_key, what=f'{f} frontier')}\n"
+        for f, v in families.items()
+    )
+    from experiments import data_size
+
+    if data_size.is_data_sweep(done):  # A data-size study: accuracy vs training-set size.
+        path, section = data_size.report(done, out_dir, title=title)
+        written.append(path)
+        summary += "\n" + section
     (out_dir / "summary.md").write_text(summary, encoding="utf-8")
     return {
         "frontier": [done[i]["name"] for i in front],
         "fit": fit,
+        "family_fits": families,
         "plots": written,
         "summary": summary,
     }
+
+
+def family_fits(rows, *, x_key: str) -> dict[str, dict]:
+    """Each family's own frontier and its fit: family → {'points': n, 'fit': dict | None}."""
+    out = {}
+    for fam in sorted({r.get("family", "") for r in rows}):
+        members = [r for r in rows if r.get("family", "") == fam]
+        compute = np.array([r[x_key] for r in members], float)
+        error = np.array([1.0 - r["accuracy"] for r in members], float)
+        front = pareto_frontier(compute, error)
+        out[fam] = {"points": len(front), "fit": fit_power_law(compute[front], error[front])}
+    return out
 
 
 def markdown_summary(rows, *, front, fit, x_key, title="") -> str:
@@ -172,14 +140,7 @@ def markdown_summary(rows, *, front, fit, x_key, title="") -> str:
         cells = [_fmt(r.get(c)) for c in cols] + ["*" if r["name"] in on_front else ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if fit:
-        lines.append(
-            f"Frontier fit E(C) = a·(C + d)^(−b) + c with C = {x_key}: "
-            f"a = {fit['a']:.4g}, b = {fit['b']:.4g}, c = {fit['c']:.4g}, d = {fit['d']:.4g} "
-            f"({fit['points']} frontier points, RMSE of log E = {fit['rmse_log']:.3g})."
-        )
-    else:
-        lines.append("No power-law fit (fewer than 2 frontier points).")
+    lines.append(powerlaw.describe(fit, points=len(front), x_key=x_key))
     return "\n".join(lines) + "\n"
 
 

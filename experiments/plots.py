@@ -33,15 +33,19 @@ AXIS_LABELS = {
 }
 
 
-def plot_vs(rows, path, *, x_key, frontier=None, fit=None, title="") -> pathlib.Path:
+def plot_vs(
+    rows, path, *, x_key, frontier=None, fit=None, title="", family_fits=None
+) -> pathlib.Path:
     """Error (1 − accuracy) against rows[x_key]; frontier indices and a law fit drawn if given.
 
     Runs of the same model (different lengths or data sizes) are joined by a faint line, so
-    each model's own scaling curve shows under the cross-model frontier.
+    each model's own scaling curve shows under the cross-model frontier. A fit (the frontier's,
+    or a family's in `family_fits`) is drawn only where one exists: an underdetermined law gets
+    no curve. The legend sits outside the axes, off the data.
     """
     x = np.array([r[x_key] for r in rows], float)
     err = np.array([1.0 - r["accuracy"] for r in rows], float)
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.4, 4.8), dpi=110)
     by_family = defaultdict(list)
     for i, r in enumerate(rows):
         by_family[r.get("family", "vit")].append(i)
@@ -52,10 +56,12 @@ def plot_vs(rows, path, *, x_key, frontier=None, fit=None, title="") -> pathlib.
     if frontier is not None and len(frontier):
         ax.plot(x[frontier], err[frontier], "k-", lw=1.2, alpha=0.7, label="Pareto frontier")
     if fit:
-        xs = np.geomspace(x[frontier].min() / 2, x[frontier].max() * 2, 200)
-        ys = fit["a"] * np.power(xs + fit["d"], -fit["b"]) + fit["c"]
-        label = f"fit: {fit['a']:.3g}(C+{fit['d']:.2g})^-{fit['b']:.3g} + {fit['c']:.3g}"
-        ax.plot(xs, ys, "k--", lw=1.0, label=label)
+        _draw_fit(ax, fit, x[frontier], color="k", label="frontier fit")
+    for fam, fam_fit in sorted((family_fits or {}).items()):
+        if fam_fit:
+            color = FAMILY_STYLE.get(fam, {}).get("color", "tab:purple")
+            members = np.array([r.get("family", "vit") == fam for r in rows])
+            _draw_fit(ax, fam_fit, x[members], color=color, label=f"{fam} fit", style=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
     plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
@@ -66,13 +72,22 @@ def plot_vs(rows, path, *, x_key, frontier=None, fit=None, title="") -> pathlib.
     ax.set_ylabel("error (1 − top-1 accuracy)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=os.path.splitext(os.fspath(path))[1][1:] or "png")
+    fig.savefig(
+        buffer, format=os.path.splitext(os.fspath(path))[1][1:] or "png", bbox_inches="tight"
+    )
     plt.close(fig)
     paths.write_bytes(path, buffer.getvalue())  # Local or gs:// alike.
     return paths.path(path)
+
+
+def _draw_fit(ax, fit, xs_data, *, color, label, style="--"):
+    xs = np.geomspace(xs_data.min() / 2, xs_data.max() * 2, 200)
+    ys = fit["a"] * np.power(xs + fit["d"], -fit["b"]) + fit["c"]
+    text = f"{label}: b={fit['b']:.2g}±{fit['b_err']:.1g}, c={fit['c']:.2g}"
+    ax.plot(xs, ys, style, color=color, lw=1.0, label=text)
 
 
 def _join_models(ax, rows, idx, x, err, *, color):

@@ -43,6 +43,7 @@ COLUMNS = (
     "total_steps",
     "batch_size",
     "train_split",
+    "train_examples",
     "lr",
     "seed",
 )
@@ -54,15 +55,26 @@ def train_flops(*, macs_per_image: float, images_seen: float) -> float:
 
 
 @functools.cache
-def _dataset_shape(data_items: tuple) -> tuple[int, int]:
-    """(num_classes, channels) of a dataset, from the data pipeline (cached: sweeps repeat it)."""
-    info = data.dataset_info(ml_collections.ConfigDict(dict(data_items)))
-    return int(info.num_classes), int(info.channels)
+def _dataset_info(data_items: tuple):
+    """The data pipeline's DatasetInfo of a data config (cached: sweeps repeat it)."""
+
+    return data.dataset_info(ml_collections.ConfigDict(dict(data_items)))
+
+
+def dataset_info(data_config):
+    items = tuple(sorted((k, _hashable(v)) for k, v in data_config.to_dict().items()))
+    return _dataset_info(items)
+
+
+def train_examples(data_config) -> int:
+    """Examples trained on: the class-balanced subset's size, or the whole train split's."""
+    return int(data_config.train_examples or dataset_info(data_config).num_train)
 
 
 def dataset_shape(data_config) -> tuple[int, int]:
-    items = tuple(sorted((k, _hashable(v)) for k, v in data_config.to_dict().items()))
-    return _dataset_shape(items)
+    """(num_classes, channels) of the config's dataset."""
+    info = dataset_info(data_config)
+    return int(info.num_classes), int(info.channels)
 
 
 def _hashable(v):
@@ -113,6 +125,8 @@ def final_eval(metrics: list[dict]) -> dict[str, Any]:
     out = {"accuracy": float(last["accuracy"]), "final_step": int(last.get("step", 0))}
     if "params" in last:
         out["params"] = int(last["params"])
+    if "eval_examples" in last:  # The test-set size: the accuracy's binomial noise.
+        out["eval_examples"] = int(last["eval_examples"])
     for m in evals:
         out.update({k: float(v) for k, v in m.items() if k.startswith("fewshot_")})
     return out
@@ -142,6 +156,7 @@ def point_row(point, *, workdir, wall_s: float, cores: int, status: str = "ok") 
         "total_steps": c.total_steps,
         "batch_size": c.batch_size,
         "train_split": c.data.train_split,
+        "train_examples": train_examples(c.data),
         "lr": c.optim.lr,
         "seed": c.seed,
     }

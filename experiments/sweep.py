@@ -33,6 +33,7 @@ _LABELS = {
     "batch_size": "bs",
     "optim.weight_decay": "wd",
     "data.train_split": "",
+    "data.train_examples": "n",
     "data.image_size": "res",
     "optim.warmup_steps": "wu",
 }

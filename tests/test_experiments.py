@@ -220,6 +220,7 @@ def _script(path, text):
 def fake_shapes(monkeypatch):
     """Fashion-MNIST's shape without reading the dataset: these tests are about the runner."""
     monkeypatch.setattr(results, "dataset_shape", lambda data_config: (10, 1))
+    monkeypatch.setattr(results, "train_examples", lambda data_config: 60_000)
 
 
 def _points():

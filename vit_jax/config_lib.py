@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.root = _str()  # root/{train,test}/<class>/*.jpg|png (folder); IDX directory (arrays).
     c.data.data_dir = _str()  # TFDS data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets.
     c.data.train_split = "train"  # Any TFDS split string, e.g. "train[:10%]" for data-size sweeps.
+    c.data.train_examples = 0  # A class-balanced subset of train_split of this size; 0 = all.
     c.data.eval_split = "test"
     c.data.image_size = 28  # Model input resolution (square).
     c.data.augment = "pad_crop"  # inception_crop | pad_crop | resize
@@ -212,6 +213,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
             value = value[part]
         if value not in choices:
             raise ConfigError(f"config.{key}={value!r}: must be one of {choices}")
+    if config.data.train_examples < 0:
+        raise ConfigError(
+            f"config.data.train_examples={config.data.train_examples}: must be >= 0 (0 = all)"
+        )
     for key in ("total_steps", "batch_size", "grad_accum_steps", "data.image_size"):
         value = config[key.split(".")[0]] if "." not in key else config.data.image_size
         if value <= 0:

@@ -15,6 +15,8 @@ import os
 import urllib.error
 import urllib.request
 
+from vit_jax import errors
+
 COORDINATOR_PORT = 8482  # JAX's choice for Cloud TPU (jax._src.clusters.cloud_tpu_cluster).
 
 
@@ -56,7 +58,7 @@ def _hosts(endpoints: str) -> list[str]:
     for item in endpoints.strip().split(","):
         parts = item.split(":")
         if len(parts) not in (1, 3):
-            raise ValueError(f"unsupported worker-network-endpoints entry: {item!r}")
+            raise errors.UserError(f"unsupported worker-network-endpoints entry: {item!r}")
         out.append(parts[-1])
     return out
 

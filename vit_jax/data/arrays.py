@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from vit_jax import errors
-from vit_jax.data import digits, fashion_mnist
+from vit_jax.data import digits, fashion_mnist, subset
 from vit_jax.data.common import even_bounds
 
 # name: (default root, class names); the four IDX files as fashion_mnist.SPLIT_FILES names them.
@@ -125,8 +125,19 @@ def check(data_config) -> None:
         )
 
 
-def host_part(data_config, split, *, process_index: int, process_count: int):
-    images, labels = load(data_config, split)
+def train_arrays(data_config) -> tuple[np.ndarray, np.ndarray]:
+    """The training split, cut to its class-balanced subset if config.data.train_examples."""
+    images, labels = load(data_config, data_config.train_split)
+    n = data_config.train_examples
+    if not n:
+        return images, labels
+    idx = subset.balanced_indices(labels, n, split=data_config.train_split)
+    return images[idx], labels[idx]
+
+
+def host_part(data_config, split, *, process_index: int, process_count: int, train=False):
+    """This process's even part of `split`, or (train=True) of the training subset."""
+    images, labels = train_arrays(data_config) if train else load(data_config, split)
     start, stop = even_bounds(len(labels), process_count, process_index)
     return images[start:stop], labels[start:stop]
 
@@ -165,7 +176,7 @@ def train_iterator(
     check(data_config)
     images, labels = host_part(
         data_config, data_config.train_split, process_index=process_index,
-        process_count=process_count,
+        process_count=process_count, train=True,
     )  # fmt: skip
     n = len(labels)
     if n == 0:
@@ -213,7 +224,7 @@ def info_fields(data_config) -> dict:
     """The DatasetInfo fields of the config's dataset."""
     _root(data_config)
     names = DATASETS[data_config.name][1]
-    train_images, _ = load(data_config, data_config.train_split)
+    train_images, _ = train_arrays(data_config)
     return {
         "num_classes": len(names),
         "channels": int(train_images.shape[-1]),

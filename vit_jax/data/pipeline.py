@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from vit_jax import errors
-from vit_jax.data import order, preprocess, reading, sources
+from vit_jax.data import order, preprocess, reading, sources, subset
+from vit_jax.data.common import even_bounds
 from vit_jax.data.order import BATCH, EXAMPLE
 from vit_jax.data.sources import ArraySplit, FileSplit
 
@@ -26,7 +27,10 @@ def train_iterator(
 ) -> Iterator[dict]:
     """The tf.data path of `vit_jax.data.train_iterator` (which documents the contract); `batch`
     is this process's share of the global batch."""
-    part = _host_split(data_config, data_config.train_split, process_index, process_count)
+    if data_config.train_examples:
+        part = _train_subset(data_config, process_index, process_count)
+    else:
+        part = _host_split(data_config, data_config.train_split, process_index, process_count)
     if part.size == 0:
         raise errors.UserError(
             f"split {data_config.train_split!r} has no examples for this process"
@@ -107,6 +111,25 @@ def _host_split(data_config, split: str, process_index: int, process_count: int)
         while len(_DECODED) > _MAX_DECODED:
             _DECODED.pop(next(iter(_DECODED)))
     return _DECODED[key]
+
+
+def _train_subset(data_config, process_index: int, process_count: int) -> ArraySplit:
+    """This process's even part of the class-balanced subset (config.data.train_examples).
+
+    The subset is chosen over the whole split, so it is the same for any process count; the
+    split is decoded into memory to read its labels (a data-size study's datasets are small).
+    """
+    whole = _host_split(data_config, data_config.train_split, 0, 1)
+    arrays = whole if isinstance(whole, ArraySplit) else reading.load_arrays(whole)
+    if not isinstance(arrays, ArraySplit):
+        raise errors.UserError(
+            "config.data.train_examples needs images of one size (they are held in memory)"
+        )
+    split = data_config.train_split
+    idx = subset.balanced_indices(arrays.labels, data_config.train_examples, split=split)
+    start, stop = even_bounds(len(idx), process_count, process_index)
+    idx = idx[start:stop]
+    return ArraySplit(arrays.images[idx], arrays.labels[idx])
 
 
 def _padding(spec) -> tf.data.Dataset:

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vit_jax import errors, paths
-from vit_jax.data import fashion_mnist
+from vit_jax.data import fashion_mnist, subset
 from vit_jax.data.common import DatasetInfo, even_bounds
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -68,6 +68,11 @@ def dataset_info(data_config) -> DatasetInfo:
         channels = builder.info.features[image_key].shape[-1]
         num_train = split_info(builder, data_config.train_split).num_examples
         num_eval = split_info(builder, data_config.eval_split).num_examples
+    if data_config.train_examples:
+        subset.check_size(
+            data_config.train_examples, available=num_train, split=data_config.train_split
+        )
+        num_train = data_config.train_examples
     size = data_config.image_size
     return DatasetInfo(
         num_classes=len(classes),

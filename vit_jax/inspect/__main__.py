@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from vit_jax import errors
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -42,7 +44,7 @@ def run_images(workdir: str, count: int) -> tuple[np.ndarray, np.ndarray]:
 
     config = interop.read_json(os.path.join(workdir, "config.json"))
     if config is None:
-        raise FileNotFoundError(f"{workdir}: no config.json (not a vit_jax.main workdir)")
+        raise errors.MissingFile(f"{workdir}: no config.json (not a vit_jax.main workdir)")
     data_config = ml_collections.ConfigDict(config["data"])
     images, labels = [], []
     for batch in data.eval_iterator(data_config, global_batch_size=min(count, 256)):
@@ -61,7 +63,7 @@ def folder_images(classifier, root: str, count: int) -> tuple[np.ndarray, np.nda
 
     classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
     if not classes:
-        raise ValueError(f"--images={root}: no class sub-folders")
+        raise errors.UserError(f"--images={root}: no class sub-folders")
     files = [
         (os.path.join(root, c, f), i)
         for i, c in enumerate(classes)

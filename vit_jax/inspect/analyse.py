@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from vit_jax import interop
+from vit_jax import errors, interop
 from vit_jax.inspect import attention, embeddings, plots, translation
 from vit_jax.interop import tree
 from vit_jax.models import registry, vit
@@ -29,7 +29,9 @@ def analyse(classifier, images, labels, *, out_dir: str, max_shift: int = 4) -> 
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels)
     if len(images) != len(labels) or not len(images):
-        raise ValueError(f"need as many labels as images (>0), got {len(images)}, {len(labels)}")
+        raise errors.UserError(
+            f"need as many labels as images (>0), got {len(images)}, {len(labels)}"
+        )
     os.makedirs(out_dir, exist_ok=True)
     spec = classifier.spec
     result = {

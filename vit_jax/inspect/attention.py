@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vit_jax import posemb
+from vit_jax import errors, posemb
 
 ROW_SUM_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; this flags wrong axes.
 
@@ -68,8 +68,8 @@ def token_map(joint: np.ndarray, *, num_prefix_tokens: int) -> np.ndarray:
 def _checked(maps) -> np.ndarray:
     maps = np.asarray(maps, np.float64)
     if maps.ndim != 5 or maps.shape[-1] != maps.shape[-2]:
-        raise ValueError(f"attention maps must be [layers, B, heads, T, T], got {maps.shape}")
+        raise errors.UserError(f"attention maps must be [layers, B, heads, T, T], got {maps.shape}")
     error = np.abs(maps.sum(-1) - 1.0).max(initial=0.0)
     if error > ROW_SUM_TOLERANCE:
-        raise ValueError(f"attention rows must sum to 1 over keys (off by up to {error:.3g})")
+        raise errors.UserError(f"attention rows must sum to 1 over keys (off by up to {error:.3g})")
     return maps

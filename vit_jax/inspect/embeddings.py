@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vit_jax import posemb
+from vit_jax import errors, posemb
 
 
 def cosine_grid(table, *, grid: tuple[int, int] | None = None) -> np.ndarray:
@@ -18,7 +18,7 @@ def cosine_grid(table, *, grid: tuple[int, int] | None = None) -> np.ndarray:
     table = table[0] if table.ndim == 3 else table
     h, w = grid or posemb.square_grid(len(table))
     if h * w != len(table):
-        raise ValueError(f"{len(table)} position embeddings do not form a {h}×{w} grid")
+        raise errors.UserError(f"{len(table)} position embeddings do not form a {h}×{w} grid")
     unit = table / np.linalg.norm(table, axis=-1, keepdims=True)
     return (unit @ unit.T).reshape(h, w, h, w)
 
@@ -43,7 +43,7 @@ def filter_components(kernel, *, count: int = 28) -> tuple[np.ndarray, np.ndarra
     """
     kernel = np.asarray(kernel, np.float64)
     if kernel.ndim != 4:
-        raise ValueError(f"conv kernel must be [kh, kw, C, D], got shape {kernel.shape}")
+        raise errors.UserError(f"conv kernel must be [kh, kw, C, D], got shape {kernel.shape}")
     kh, kw, c, d = kernel.shape
     filters = kernel.reshape(kh * kw * c, d).T  # [D filters, pixels]
     centred = filters - filters.mean(axis=0)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vit_jax import errors
+
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up.
 
 
@@ -21,7 +23,7 @@ def shift(images, *, dy: int, dx: int, fill: float) -> np.ndarray:
     images = np.asarray(images)
     h, w = images.shape[1:3]
     if abs(dy) >= h or abs(dx) >= w:
-        raise ValueError(f"shift ({dy}, {dx}) is not smaller than the image ({h}×{w})")
+        raise errors.UserError(f"shift ({dy}, {dx}) is not smaller than the image ({h}×{w})")
     out = np.full_like(images, fill)
     out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
         :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
@@ -45,7 +47,7 @@ def probe(
     """
     labels = np.asarray(labels)
     if max_shift < 0:
-        raise ValueError(f"max_shift={max_shift} must be >= 0")
+        raise errors.UserError(f"max_shift={max_shift} must be >= 0")
     base = _argmax(predict, np.asarray(images, np.float32), batch_size)
     out = {"shift": [0], "accuracy": [float(np.mean(base == labels))], "agreement": [1.0]}
     for k in range(1, max_shift + 1):
