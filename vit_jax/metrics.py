@@ -47,8 +47,8 @@ class MetricWriter:
     def note(self, step: int, kind: str, fields: dict) -> None:
         """A jsonl-only line of any JSON values (no TensorBoard): what a resumed run changed."""
         if self._active:
-            with open(self._path, "a") as f:
-                f.write(json.dumps({"step": int(step), "kind": kind, **fields}) + "\n")
+            line = json.dumps({"step": int(step), "kind": kind, **fields}) + "\n"
+            paths.append_text(self._path, line)
 
     def close(self) -> None:
         if self._tb is not None:

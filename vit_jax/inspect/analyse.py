@@ -9,11 +9,10 @@ else the ResNet root conv) and the translation probe.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
-from vit_jax import errors, interop
+from vit_jax import errors, interop, paths
 from vit_jax.inspect import attention, embeddings, plots, translation
 from vit_jax.interop import tree
 from vit_jax.models import registry, vit
@@ -32,7 +31,7 @@ def analyse(classifier, images, labels, *, out_dir: str, max_shift: int = 4) -> 
         raise errors.UserError(
             f"need as many labels as images (>0), got {len(images)}, {len(labels)}"
         )
-    os.makedirs(out_dir, exist_ok=True)
+    paths.makedirs(out_dir)  # Local or gs:// alike.
     spec = classifier.spec
     result = {
         "model": classifier.model_name,
@@ -49,8 +48,7 @@ def analyse(classifier, images, labels, *, out_dir: str, max_shift: int = 4) -> 
     result["translation"] = probe
     title = f"{classifier.model_name}: translation probe"
     result["figures"].append(plots.translation(probe, title=title, path=_png(out_dir, "shift")))
-    with open(os.path.join(out_dir, JSON_NAME), "w") as f:
-        json.dump(result, f, indent=1)
+    paths.write_text(paths.path(out_dir) / JSON_NAME, json.dumps(result, indent=1))
     return result
 
 
@@ -120,4 +118,4 @@ def token_side(classifier) -> int:
 
 
 def _png(out_dir: str, name: str) -> str:
-    return os.path.join(out_dir, f"{name}.png")
+    return str(paths.path(out_dir) / f"{name}.png")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
+
+from vit_jax import paths
 
 
 def _pyplot():
@@ -17,8 +20,10 @@ def _pyplot():
 
 
 def _save(fig, path: str) -> str:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
+    paths.write_bytes(path, buffer.getvalue())  # Local or gs:// alike.
     return os.path.basename(path)
 
 

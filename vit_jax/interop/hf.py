@@ -12,11 +12,10 @@ imports accept eps ≤ 1e-5 (the logits move by ~1e-6 relative). Models with a r
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
-from vit_jax import errors, models
+from vit_jax import errors, models, paths
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -115,7 +114,7 @@ def to_hf(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def write(weights, directory: str) -> None:
     """Writes `weights` (an interop.Weights) as a new HF folder: config.json + model.safetensors."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     s = models.resolve(weights.model, weights.overrides)
     if s.family != "vit" or s.classifier != "token":
@@ -145,10 +144,9 @@ def write(weights, directory: str) -> None:
         "id2label": {str(i): n for i, n in enumerate(names)},
         "label2id": {n: i for i, n in enumerate(names)},
     }
-    os.makedirs(directory)
-    with open(os.path.join(directory, CONFIG), "w") as f:
-        json.dump(config, f, indent=2)
-    save_file(sd, os.path.join(directory, WEIGHTS), metadata={"format": "pt"})
+    folder = paths.makedirs(directory)  # Local or gs:// alike.
+    paths.write_text(folder / CONFIG, json.dumps(config, indent=2))
+    paths.write_bytes(folder / WEIGHTS, save(sd, metadata={"format": "pt"}))
 
 
 def _block_from_hf(need, i: int, heads: int) -> dict:
