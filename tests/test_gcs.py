@@ -277,7 +277,7 @@ class _DenyWrites:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
             def log_message(self, *args):
-                pass
+                return None  # Quiet: no request log on stderr.
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://localhost:{self.server.server_address[1]}"

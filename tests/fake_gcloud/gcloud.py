@@ -206,7 +206,7 @@ def _metadata_server(index, count):
             self.wfile.write(body)
 
         def log_message(self, *args):
-            pass
+            return None  # Quiet: no request log on stderr.
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.port = server.server_address[1]
