@@ -119,6 +119,7 @@ def gcs_server():
     try:
         _wait_ready(process, url)
         os.environ.update(server.env)
+        _forget_tf_choice()  # epath caches EPATH_USE_TF on first use; earlier tests used it.
         fsspec_conf = _fsspec_conf()
         fsspec_conf.setdefault("gcs", {})["token"] = "anon"  # fsspec read the env at its import.
         yield server
@@ -129,5 +130,14 @@ def gcs_server():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        _forget_tf_choice()
         process.terminate()
         process.wait(timeout=10)
+
+
+def _forget_tf_choice() -> None:
+    """etils.epath decides once per process (functools.cache) whether gs:// goes through
+    TensorFlow; clear it so the EPATH_USE_TF just set (or restored) is read again."""
+    from etils.epath import gpath
+
+    gpath._is_tf_installed.cache_clear()

@@ -90,6 +90,7 @@ def test_evaluate_extracts_features_and_averages_over_seeds(monkeypatch):
     fake_data = types.ModuleType("vit_jax.data")
     monkeypatch.setitem(sys.modules, "vit_jax.data", fake_data)
     monkeypatch.setattr(vit_jax, "data", fake_data, raising=False)
+    monkeypatch.setattr(fewshot, "data", fake_data)  # fewshot imports vit_jax.data at its top.
     # "Images" whose pixels are noisy class blobs; the feature function flattens them.
     x, y = _blobs(50, classes=4, dim=12, spread=0.3)
     xt, yt = _blobs(25, classes=4, dim=12, spread=0.3, seed=0)

@@ -40,9 +40,10 @@ def run_images(workdir: str, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` examples of the run's eval split, preprocessed as its evaluation was."""
     import ml_collections
 
-    from vit_jax import data, interop
+    from vit_jax import data, paths
+    from vit_jax.interop.reader import read_json
 
-    config = interop.read_json(os.path.join(workdir, "config.json"))
+    config = read_json(paths.path(workdir) / "config.json")
     if config is None:
         raise errors.MissingFile(f"{workdir}: no config.json (not a vit_jax.main workdir)")
     data_config = ml_collections.ConfigDict(config["data"])
