@@ -41,7 +41,7 @@ def run_images(workdir: str, count: int) -> tuple[np.ndarray, np.ndarray]:
     import ml_collections
 
     from vit_jax import data, paths
-    from vit_jax.interop.reader import read_json
+    from vit_jax.interop.run import read_json
 
     config = read_json(paths.path(workdir) / "config.json")
     if config is None:

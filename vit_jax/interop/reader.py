@@ -10,8 +10,6 @@ the run's config.json, the file's metadata, or its shapes (infer.py). A pickle-b
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 
 import numpy as np
 
@@ -57,7 +55,7 @@ def read(path: str, *, model: str | None = None) -> Weights:
         return _from_flat(npz.to_canonical(npz.read(path)), path, model, {})
     if lower.endswith(".safetensors"):
         return _read_timm(path, model)
-    hf_config = read_json(f"{str(path).rstrip('/')}/{hf.CONFIG}")
+    hf_config = run.read_json(f"{str(path).rstrip('/')}/{hf.CONFIG}")
     if hf.is_folder(hf_config):
         flat, meta = hf.read(path, hf_config)
         return _from_flat(flat, path, model or meta["model"], meta)
@@ -116,15 +114,3 @@ def _read_timm(path, model) -> Weights:
     meta = dict(meta)
     meta.setdefault("gelu", "exact")  # timm's default GELU.
     return _from_flat(flat, path, model, meta)
-
-
-def read_json(path) -> dict | None:
-    """A small JSON file's contents, or None when absent or unreadable (logged)."""
-    p = paths.path(path)
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        logging.warning("%s: unreadable (%s); ignored", p, e)
-        return None
